@@ -1,0 +1,76 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  The shared status block: what the pipeline worker publishes for anomstream.status.
+ *
+ * One AnomstreamShared per server, allocated when the library is preloaded. The worker is
+ * the only writer; SQL readers take a copy. Locking: every field is read and written under
+ * the block's LWLock (shared for readers, exclusive for the worker), held only for copying.
+ * The block is a live view: positions that must survive crashes live in tables.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ANOMSTREAM_SHMEM_H
+#define ANOMSTREAM_SHMEM_H
+
+#include "datatype/timestamp.h"
+#include "storage/lwlock.h"
+
+#define ANOMSTREAM_MAX_PARTITIONS	256 /* topic-partitions tracked in status */
+#define ANOMSTREAM_NAME_LEN			64
+#define ANOMSTREAM_MSG_LEN			256
+
+/* Worker states as shown in anomstream.status */
+typedef enum WorkerState
+{
+	WORKER_NOT_RUNNING = 0,
+	WORKER_STARTING,
+	WORKER_IDLE_NO_BROKERS,		/* anomstream.brokers is empty */
+	WORKER_WAITING_FOR_EXTENSION,
+	WORKER_WAITING_FOR_RECOVERY,
+	WORKER_RUNNING,
+	WORKER_WAITING_FOR_BROKER,
+	WORKER_ERROR,
+	WORKER_PAUSED
+} WorkerState;
+
+/* Per topic-partition live figures */
+typedef struct PartitionStatus
+{
+	char		topic[ANOMSTREAM_NAME_LEN];
+	int32		partition;
+	int64		next_offset;	/* next offset the worker will read */
+	int64		high_watermark; /* broker's high watermark, -1 unknown */
+	int64		messages;		/* messages consumed since worker start */
+	int64		rows;			/* rows staged since worker start */
+	int64		dead_letters;	/* dead letters written since worker start */
+	bool		caught_up;		/* read up to the high watermark */
+	TimestampTz last_message_at;	/* wall-clock time of the last message */
+} PartitionStatus;
+
+typedef struct AnomstreamShared
+{
+	LWLock	   *lock;
+	pid_t		worker_pid;
+	WorkerState state;
+	TimestampTz state_since;
+	char		last_error[ANOMSTREAM_MSG_LEN];
+	TimestampTz last_error_at;
+	char		bootstrap[ANOMSTREAM_MSG_LEN];	/* brokers in use (embedded: its address) */
+	bool		embedded;
+	int64		batches;		/* micro-batches committed since worker start */
+	int64		last_batch_id;
+	double		last_batch_ms;	/* duration of the last micro-batch */
+	double		rows_per_sec;	/* recent ingest rate (exponential average) */
+	int			npartitions;
+	PartitionStatus parts[ANOMSTREAM_MAX_PARTITIONS];
+} AnomstreamShared;
+
+extern AnomstreamShared *anomstream_shared;
+
+extern void anomstream_shmem_init(void);
+extern void anomstream_check_preloaded(void);
+extern const char *anomstream_worker_state_name(WorkerState state);
+extern void anomstream_set_state(WorkerState state, const char *error);
+
+#endif							/* ANOMSTREAM_SHMEM_H */
