@@ -831,7 +831,7 @@ main(int argc, char **argv)
 		else if (v == NULL)
 		{
 			fprintf(stderr, "anomstream-generate: %s: unknown option or missing value\n", a);
-			usage(stderr);
+			fprintf(stderr, "Try --help.\n");
 			return 2;
 		}
 		else if (strcmp(a, "--stream") == 0)
@@ -897,14 +897,14 @@ main(int argc, char **argv)
 		else
 		{
 			fprintf(stderr, "anomstream-generate: unknown option %s\n", a);
-			usage(stderr);
+			fprintf(stderr, "Try --help.\n");
 			return 2;
 		}
 	}
 	if (!have_stream)
 	{
 		fprintf(stderr, "anomstream-generate: --stream process|memory is required\n");
-		usage(stderr);
+		fprintf(stderr, "Try --help.\n");
 		return 2;
 	}
 	if (o.unit_strings && o.stream != 1)

@@ -262,7 +262,7 @@ main(int argc, char **argv)
 		else if (v == NULL)
 		{
 			fprintf(stderr, "anomstream-mockbroker: %s: unknown option or missing value\n", o);
-			usage(stderr);
+			fprintf(stderr, "Try --help.\n");
 			return 2;
 		}
 		else if (strcmp(o, "--brokers") == 0)
@@ -303,7 +303,7 @@ main(int argc, char **argv)
 		else
 		{
 			fprintf(stderr, "anomstream-mockbroker: unknown option %s\n", o);
-			usage(stderr);
+			fprintf(stderr, "Try --help.\n");
 			return 2;
 		}
 	}
