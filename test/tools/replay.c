@@ -41,8 +41,10 @@
  * row lines), bad-pid, bad-unit (memory only; one row bad -- its other rows
  * are valid and logged as usual, the BAD line names the bad row_index).
  *
- * Invariants: every message carries the rows of one machine and one ts; rows
- * of a machine are sent in sequence order per topic; the log is written only
+ * Invariants: every message carries the rows of one machine and one ts; a
+ * machine's rows are sent in sequence order per topic, except memory late
+ * rows, which follow the next cycle's rows (in (ts, offset) order the
+ * sequence is continuous); the log is written only
  * for acknowledged messages; exit 0 iff every produced message was
  * acknowledged (1: delivery failure or runtime error, 2: usage or input
  * error).  Statistics go to stderr; stdout is used only by --print.
@@ -849,6 +851,8 @@ wait_until(double until)
 
 		if (stop_requested || left <= 0)
 			return;
+		if (g.log != NULL)
+			fflush(g.log);		/* while idle, keep the log current for tests that watch it */
 		if (g.rk != NULL)
 			rd_kafka_poll(g.rk, left > 0.1 ? 100 : (int) (left * 1000) + 1);
 		else
@@ -1382,7 +1386,7 @@ main(int argc, char **argv)
 			fprintf(stderr, PROG ": cannot open %s: %s\n", g.log_path, strerror(errno));
 			return 2;
 		}
-		setvbuf(g.log, NULL, _IOFBF, 1 << 20);
+		setvbuf(g.log, xmalloc(1 << 20), _IOFBF, 1 << 20);
 		for (int s = 0; s < 2; s++)
 		{
 			if (!g.have[s])
@@ -1460,6 +1464,8 @@ main(int argc, char **argv)
 		while (rd_kafka_outq_len(g.rk) > 0 && stop_requested < 2)
 		{
 			rd_kafka_flush(g.rk, 500);
+			if (g.log != NULL)
+				fflush(g.log);
 			if (!warned && !g.quiet && now_since_start() > 10 && rd_kafka_outq_len(g.rk) > 0)
 			{
 				fprintf(stderr, PROG ": waiting for %d outstanding messages...\n",
