@@ -1003,7 +1003,11 @@ run_cadence(void)
 
 		if (g.speedup > 0)
 		{
-			wait_until(5.0 * (double) step / g.speedup);
+			double		due = 5.0 * (double) step / g.speedup;
+
+			if (g.duration >= 0 && due >= g.duration)
+				break;			/* the next step would start after --duration */
+			wait_until(due);
 			if (stop_requested)
 				break;
 		}

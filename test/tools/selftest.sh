@@ -16,8 +16,9 @@
 #
 # Invariants: needs bash, make, gcc, librdkafka-dev, kcat, python3; runs in
 # well under 60 s; every background process it starts is killed by the EXIT
-# trap; the last stdout line is exactly "N passed, M failed"; exit 0 iff
-# M = 0.
+# trap; the last stdout line is exactly "N passed, M failed" (also when a
+# step outside the checks aborts the run, which counts as one failure); exit 0
+# iff M = 0.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +34,9 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/anomstream-selftest.XXXXXX")
 pids=()
+summary_done=0
 cleanup() {
+  local rc=$?
   { exec 3>&-; } 2>/dev/null || true
   for p in "${pids[@]}"; do
     kill "$p" 2>/dev/null || true
@@ -42,6 +45,12 @@ cleanup() {
     wait "$p" 2>/dev/null || true
   done
   rm -rf "$work"
+  if [ "$summary_done" -eq 0 ]; then
+    # a step outside check() failed (set -e): count it and keep the summary line
+    echo "# aborted (exit $rc)"
+    echo "$passed passed, $((failed + 1)) failed"
+    exit 1
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -120,6 +129,25 @@ for stream in ("process", "memory"):
     if stream == "memory":
         units = sum(1 for r in rows for k in ("MINFLT", "RSIZE") if r[k][-1:] in "KMG")
         assert units > 0, "no unit strings"
+    # recompute the documented labelling rule (README) on reformatted values
+    tools = {"nmap": "scanning", "masscan": "scanning", "nikto": "scanning",
+             "hydra": "password", "medusa": "password", "john": "password",
+             "sqlmap": "injection", "commix": "injection", "xsser": "xss",
+             "xsstrike": "xss", "hping3": "dos", "slowhttptest": "dos",
+             "goldeneye": "ddos", "t50": "ddos"}
+    def num(v):
+        mult = {"K": 1e3, "M": 1e6, "G": 1e9}.get(v[-1:], 1)
+        return float(v[:-1] if v[-1:] in "KMG" else v) * mult
+    for r in rows:
+        if r["CMD"] in tools:
+            want = ("1", tools[r["CMD"]])
+        elif stream == "process" and r["State"] == "R" and float(r["CPU"]) >= 0.9 and int(r["TSLPI"]) >= 8:
+            want = ("1", "ddos" if int(r["TSLPI"]) >= 16 else "dos")
+        elif stream == "memory" and num(r["RGROW"]) >= 50000 and num(r["MINFLT"]) >= 20000:
+            want = ("1", "ddos" if num(r["VGROW"]) >= 100000 else "dos")
+        else:
+            want = ("0", "normal")
+        assert (r["attack"], r["type"]) == want, (r, want)
     print("%s: attack rate %.3f, types %s" % (stream, rate, ",".join(sorted(types))))
 EOF
 
@@ -290,5 +318,6 @@ else
   echo "# real CSVs not found in $data_dir: skipped"
 fi
 
+summary_done=1
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
