@@ -430,7 +430,8 @@ stream_load(stream *st, const char *drop_list)
 	}
 	st->ncols = nf;
 	st->cols = xmalloc(sizeof(char *) * (size_t) nf);
-	st->drop = calloc((size_t) nf, sizeof(int));
+	st->drop = xmalloc(sizeof(int) * (size_t) nf);
+	memset(st->drop, 0, sizeof(int) * (size_t) nf);
 	st->key_plain = xmalloc(sizeof(char *) * (size_t) nf);
 	st->key_double = xmalloc(sizeof(char *) * (size_t) nf);
 	st->col_pid = st->col_minflt = -1;
