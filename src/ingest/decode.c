@@ -35,7 +35,8 @@
 
 #define MAX_NESTING 64				/* deepest value we skip */
 #define MAX_NUMBER_LEN 400			/* longer number tokens are rejected */
-#define ARENA_CHUNK (256 * 1024)
+#define ARENA_CHUNK (1024 * 1024)
+#define ARENA_KEEP (64 * 1024 * 1024)	/* bytes of chunks kept across resets */
 #define USECS_PER_SEC INT64_C(1000000)
 #define SECS_PER_DAY INT64_C(86400)
 #define UNIX_EPOCH_JDATE INT64_C(2440588)	/* Julian day of 1970-01-01 */
@@ -43,20 +44,22 @@
 
 /*---- columns ----*/
 
+#define COL(name, kind) {name, sizeof(name) - 1, kind}
+
 static const DecodeColumn process_columns[] = {
-	{"sequence", KIND_INT4}, {"machine", KIND_INT4}, {"pid", KIND_INT4},
-	{"trun", KIND_FLOAT8}, {"tslpi", KIND_FLOAT8}, {"tslpu", KIND_FLOAT8},
-	{"poli", KIND_TEXT}, {"nice", KIND_FLOAT8}, {"pri", KIND_FLOAT8},
-	{"rtpr", KIND_FLOAT8}, {"cpunr", KIND_FLOAT8}, {"status", KIND_TEXT},
-	{"exc", KIND_FLOAT8}, {"state", KIND_TEXT}, {"cpu", KIND_FLOAT8},
-	{"cmd", KIND_TEXT}
+	COL("sequence", KIND_INT4), COL("machine", KIND_INT4), COL("pid", KIND_INT4),
+	COL("trun", KIND_FLOAT8), COL("tslpi", KIND_FLOAT8), COL("tslpu", KIND_FLOAT8),
+	COL("poli", KIND_TEXT), COL("nice", KIND_FLOAT8), COL("pri", KIND_FLOAT8),
+	COL("rtpr", KIND_FLOAT8), COL("cpunr", KIND_FLOAT8), COL("status", KIND_TEXT),
+	COL("exc", KIND_FLOAT8), COL("state", KIND_TEXT), COL("cpu", KIND_FLOAT8),
+	COL("cmd", KIND_TEXT)
 };
 
 static const DecodeColumn memory_columns[] = {
-	{"sequence", KIND_INT4}, {"machine", KIND_INT4}, {"pid", KIND_INT4},
-	{"minflt", KIND_UNIT}, {"majflt", KIND_UNIT}, {"vstext", KIND_UNIT},
-	{"vsize", KIND_FLOAT8}, {"rsize", KIND_UNIT}, {"vgrow", KIND_UNIT},
-	{"rgrow", KIND_UNIT}, {"mem", KIND_FLOAT8}, {"cmd", KIND_TEXT}
+	COL("sequence", KIND_INT4), COL("machine", KIND_INT4), COL("pid", KIND_INT4),
+	COL("minflt", KIND_UNIT), COL("majflt", KIND_UNIT), COL("vstext", KIND_UNIT),
+	COL("vsize", KIND_FLOAT8), COL("rsize", KIND_UNIT), COL("vgrow", KIND_UNIT),
+	COL("rgrow", KIND_UNIT), COL("mem", KIND_FLOAT8), COL("cmd", KIND_TEXT)
 };
 
 #define COL_PID 2
@@ -97,7 +100,8 @@ typedef struct ArenaChunk
 struct DecodeArena
 {
 	ArenaChunk *head;			/* chunk being filled */
-	ArenaChunk *chunks;			/* all chunks, reused after a reset */
+	ArenaChunk *chunks;			/* chunks in use (head first) */
+	ArenaChunk *free;			/* kept chunks not in use since the last reset */
 	size_t		total;
 };
 
@@ -111,32 +115,49 @@ decode_arena_create(void)
 }
 
 /*
- * Forget every allocation; keep one standard chunk for reuse and free the rest, so a
- * burst of large messages does not pin memory for the worker's lifetime.
+ * Forget every allocation. Standard chunks are kept for reuse up to ARENA_KEEP bytes (so a
+ * steady stream does not fault in fresh pages every batch); the rest is freed, so a burst
+ * of large messages does not pin memory for the worker's lifetime.
  */
 void
 decode_arena_reset(DecodeArena *arena)
 {
 	ArenaChunk *keep = NULL;
 	ArenaChunk *c = arena->chunks;
+	size_t		kept = 0;
 
+	/* chunks left unused since the last reset go through the same sieve */
+	if (arena->free)
+	{
+		ArenaChunk *last = arena->free;
+
+		while (last->next)
+			last = last->next;
+		last->next = arena->chunks;
+		c = arena->free;
+		arena->free = NULL;
+	}
 	while (c)
 	{
 		ArenaChunk *next = c->next;
 
-		if (keep == NULL && c->size == ARENA_CHUNK)
+		if (c->size == ARENA_CHUNK && kept + c->size <= ARENA_KEEP)
 		{
+			c->used = 0;
+			c->next = keep;
 			keep = c;
-			keep->next = NULL;
-			keep->used = 0;
+			kept += c->size;
 		}
 		else
 			free(c);
 		c = next;
 	}
 	arena->chunks = keep;
+	arena->free = keep ? keep->next : NULL;
 	arena->head = keep;
-	arena->total = keep ? keep->size : 0;
+	if (keep)
+		keep->next = NULL;
+	arena->total = kept;
 }
 
 /*
@@ -149,13 +170,16 @@ decode_arena_destroy(DecodeArena *arena)
 
 	if (arena == NULL)
 		return;
-	c = arena->chunks;
-	while (c)
+	for (int list = 0; list < 2; list++)
 	{
-		ArenaChunk *next = c->next;
+		c = list == 0 ? arena->chunks : arena->free;
+		while (c)
+		{
+			ArenaChunk *next = c->next;
 
-		free(c);
-		c = next;
+			free(c);
+			c = next;
+		}
 	}
 	free(arena);
 }
@@ -183,6 +207,16 @@ arena_alloc(DecodeArena *arena, size_t size)
 	{
 		size_t		csize = size > ARENA_CHUNK ? size : ARENA_CHUNK;
 
+		if (csize == ARENA_CHUNK && arena->free != NULL)
+		{
+			c = arena->free;
+			arena->free = c->next;
+			c->used = 0;
+			c->next = arena->chunks;
+			arena->chunks = c;
+			arena->head = c;
+			goto have_chunk;
+		}
 		c = malloc(sizeof(ArenaChunk) + csize);
 		if (c == NULL)
 			return NULL;
@@ -193,6 +227,7 @@ arena_alloc(DecodeArena *arena, size_t size)
 		arena->head = c;
 		arena->total += csize;
 	}
+have_chunk:
 	p = c->data + c->used;
 	c->used += size;
 	return p;
@@ -367,15 +402,21 @@ scan_string(Scanner *s, Token *tok)
 	{
 		unsigned char c = (unsigned char) *q;
 
-		if (c < 0x20)
-		{
-			scan_fail(s, "invalid JSON: control character in string");
-			return false;
-		}
 		if (c != '\\')
 		{
-			out[n++] = (char) c;
-			q++;
+			/* copy the run up to the next quote, backslash or control character */
+			const char *r = q;
+
+			while (r < s->end && *r != '"' && *r != '\\' && (unsigned char) *r >= 0x20)
+				r++;
+			if (r == q)
+			{
+				scan_fail(s, "invalid JSON: control character in string");
+				return false;
+			}
+			memcpy(out + n, q, r - q);
+			n += r - q;
+			q = r;
 			continue;
 		}
 		if (q + 1 >= s->end)
@@ -971,7 +1012,8 @@ lookup_column(DecodeStream stream, const char *key, size_t len)
 		lower[i] = (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 	}
 	for (int c = 0; c < ncols; c++)
-		if (strlen(cols[c].name) == len && memcmp(cols[c].name, lower, len) == 0)
+		if (cols[c].name_len == len && cols[c].name[0] == lower[0] &&
+			memcmp(cols[c].name, lower, len) == 0)
 			return c;
 	return -1;
 }
@@ -1067,10 +1109,26 @@ derive_columns(DecodeArena *arena, DecodeStream stream, DecodedRow *row)
 			row->error = "out of memory";
 			return;
 		}
-		memcpy(buf, cmd->v.s.ptr, cmd->v.s.len);
-		row->cmd_pid_len = cmd->v.s.len +
-			(uint32_t) snprintf(buf + cmd->v.s.len, 16, "_%d", (int) pid->v.i);
+		{
+		char		digits[12];
+		int			nd = 0;
+		uint32_t	u = pid->v.i < 0 ? (uint32_t) 0 - (uint32_t) pid->v.i : (uint32_t) pid->v.i;
+		uint32_t	n = cmd->v.s.len;
+
+		memcpy(buf, cmd->v.s.ptr, n);
+		buf[n++] = '_';
+		if (pid->v.i < 0)
+			buf[n++] = '-';
+		do
+		{
+			digits[nd++] = (char) ('0' + u % 10);
+			u /= 10;
+		} while (u);
+		while (nd)
+			buf[n++] = digits[--nd];
+		row->cmd_pid_len = n;
 		row->cmd_pid = buf;
+		}
 	}
 }
 

@@ -39,6 +39,7 @@ typedef enum DecodeKind
 typedef struct DecodeColumn
 {
 	const char *name;			/* lower-case staging column name */
+	size_t		name_len;
 	DecodeKind	kind;
 } DecodeColumn;
 
