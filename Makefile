@@ -30,6 +30,9 @@ PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# our TAP helpers (set after pgxs, which defines PROVE_FLAGS)
+PROVE_FLAGS += -I test/perl
+
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
 
