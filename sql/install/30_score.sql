@@ -214,12 +214,20 @@ COMMENT ON FUNCTION anomstream.load_default_model(text) IS
 	'Load the demo model shipped for a stream (share/extension/anomstream_<stream>_default.json) as a new default version.';
 REVOKE ALL ON FUNCTION anomstream.load_default_model(text) FROM PUBLIC;
 
-CREATE FUNCTION anomstream.export_model(name text, version int DEFAULT NULL) RETURNS bytea
+CREATE FUNCTION anomstream.convert_model(model bytea, format text) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'anomstream_convert_model'
+	LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION anomstream.convert_model(bytea, text) IS
+	'Re-serialise XGBoost model bytes as ''json'' or ''ubj'' (UBJSON) with XGBoost itself.';
+
+CREATE FUNCTION anomstream.export_model(name text, version int DEFAULT NULL, format text DEFAULT NULL)
+	RETURNS bytea
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
 DECLARE
 	b bytea;
+	f text;
 BEGIN
-	SELECT m.booster INTO b FROM anomstream.models m
+	SELECT m.booster, m.format INTO b, f FROM anomstream.models m
 	WHERE m.name = export_model.name
 	  AND m.version = COALESCE(export_model.version,
 							   (SELECT max(x.version) FROM anomstream.models x WHERE x.name = export_model.name));
@@ -228,11 +236,14 @@ BEGIN
 			CASE WHEN version IS NULL THEN '' ELSE ' version ' || version END
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	RETURN b;
+	IF format IS NULL OR format = f THEN
+		RETURN b;
+	END IF;
+	RETURN anomstream.convert_model(b, format);
 END
 $$;
-COMMENT ON FUNCTION anomstream.export_model(text, int) IS
-	'The stored XGBoost bytes of a model (newest version unless given), loadable by any XGBoost.';
+COMMENT ON FUNCTION anomstream.export_model(text, int, text) IS
+	'The stored XGBoost bytes of a model (newest version unless given), loadable by any XGBoost; with format ''json'' or ''ubj'', converted by XGBoost if stored otherwise.';
 
 CREATE FUNCTION anomstream.activate(name text, version int DEFAULT NULL) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
@@ -271,7 +282,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'The streams are "process" and "memory".';
 	END IF;
 	INSERT INTO anomstream.active_models AS a (stream, version) VALUES (deactivate.stream, NULL)
-	ON CONFLICT (stream) DO UPDATE SET version = NULL,
+	ON CONFLICT ON CONSTRAINT active_models_pkey DO UPDATE SET version = NULL,
 		activated_at = pg_catalog.now(), activated_by = CURRENT_USER;
 END
 $$;

@@ -194,6 +194,27 @@ anomstream_score_rows(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not prepare query: %s", SPI_result_code_string(SPI_result));
 	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
 
+	/* The query must return the staging table's live columns, in order. */
+	{
+		TupleDesc	qdesc = portal->tupDesc;
+
+		if (qdesc == NULL || qdesc->natts != nlive)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("query must return rows of %s", RelationGetRelationName(rel)),
+					 errdetail("The query returns %d columns, the table has %d.",
+							   qdesc ? qdesc->natts : 0, nlive)));
+		for (int c = 0; c < nlive; c++)
+			if (TupleDescAttr(qdesc, c)->atttypid != TupleDescAttr(desc, map[c])->atttypid)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("query must return rows of %s", RelationGetRelationName(rel)),
+						 errdetail("Column %d of the query has type %s, column \"%s\" has type %s.",
+								   c + 1, format_type_be(TupleDescAttr(qdesc, c)->atttypid),
+								   NameStr(TupleDescAttr(desc, map[c])->attname),
+								   format_type_be(TupleDescAttr(desc, map[c])->atttypid))));
+	}
+
 	for (;;)
 	{
 		TupleDesc	qdesc;
@@ -205,20 +226,6 @@ anomstream_score_rows(PG_FUNCTION_ARGS)
 		if (n == 0)
 			break;
 		qdesc = SPI_tuptable->tupdesc;
-		if (qdesc->natts != nlive)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("query must return rows of %s", RelationGetRelationName(rel)),
-					 errdetail("The query returns %d columns, the table has %d.", qdesc->natts, nlive)));
-		for (int c = 0; c < nlive; c++)
-			if (TupleDescAttr(qdesc, c)->atttypid != TupleDescAttr(desc, map[c])->atttypid)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("query must return rows of %s", RelationGetRelationName(rel)),
-						 errdetail("Column %d of the query has type %s, column \"%s\" has type %s.",
-								   c + 1, format_type_be(TupleDescAttr(qdesc, c)->atttypid),
-								   NameStr(TupleDescAttr(desc, map[c])->attname),
-								   format_type_be(TupleDescAttr(desc, map[c])->atttypid))));
 
 		old = MemoryContextSwitchTo(batch_cxt);
 		for (uint64 r = 0; r < n; r++)

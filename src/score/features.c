@@ -145,13 +145,29 @@ feature_lookup(FeatureSpec *spec, const char *s, int len)
 	return -1;
 }
 
+typedef struct FeatureErrorArg
+{
+	const char *feature;
+	const char *sql;			/* "SELECT <feature>", which error positions refer to */
+} FeatureErrorArg;
+
 /*
- * Error context while compiling one feature.
+ * Error context while compiling one feature: name it, and point a syntax error's cursor into
+ * the feature's text rather than into the statement that caused the compile.
  */
 static void
 feature_error_callback(void *arg)
 {
-	errcontext("feature \"%s\"", (const char *) arg);
+	FeatureErrorArg *fa = (FeatureErrorArg *) arg;
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery(fa->sql);
+	}
+	errcontext("feature \"%s\"", fa->feature);
 }
 
 /*
@@ -294,6 +310,7 @@ features_compile(FeatureSet *set, TupleDesc desc, Oid relid)
 	List	   *from = NIL;
 	int			save_nestlevel;
 	ErrorContextCallback errcb;
+	FeatureErrorArg errarg;
 
 	p->set = set;
 	p->typid = desc->tdtypeid;
@@ -310,6 +327,7 @@ features_compile(FeatureSet *set, TupleDesc desc, Oid relid)
 							 GUC_ACTION_SAVE, true, 0, false);
 
 	errcb.callback = feature_error_callback;
+	errcb.arg = &errarg;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
@@ -320,7 +338,8 @@ features_compile(FeatureSet *set, TupleDesc desc, Oid relid)
 		RawStmt    *rs;
 		Node	   *val;
 
-		errcb.arg = spec->text;
+		errarg.feature = spec->text;
+		errarg.sql = sql;
 		rs = parse_feature(sql);
 		val = ((ResTarget *) linitial(((SelectStmt *) rs->stmt)->targetList))->val;
 

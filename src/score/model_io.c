@@ -353,3 +353,24 @@ anomstream_load_default_model(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(import_model_bytes(name, bytes, NULL, stream_name(s), NULL, false, 0.5,
 									   NULL, false, "default"));
 }
+
+PG_FUNCTION_INFO_V1(anomstream_convert_model);
+
+/*
+ * anomstream.convert_model(model bytea, format text): the model saved again by XGBoost.
+ */
+Datum
+anomstream_convert_model(PG_FUNCTION_ARGS)
+{
+	bytea	   *bytes = PG_GETARG_BYTEA_PP(0);
+	char	   *format = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ScoreBooster *b;
+
+	if (strcmp(format, "json") != 0 && strcmp(format, "ubj") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown model format \"%s\"", format),
+				 errhint("Use \"json\" or \"ubj\".")));
+	b = booster_load(VARDATA_ANY(bytes), VARSIZE_ANY_EXHDR(bytes));
+	PG_RETURN_BYTEA_P(booster_save(b, format));
+}

@@ -404,7 +404,8 @@ registry_latest_version(const char *name)
 }
 
 /*
- * The version active for a stream, or 0 if the stream has none.
+ * The version active for a stream (anomstream.active_model: the activated one, else the newest
+ * default), or 0 if the stream has none.
  */
 int32
 registry_active_version(ScoreStream stream)
@@ -415,14 +416,14 @@ registry_active_version(ScoreStream stream)
 		int32		version = 0;
 
 		SPI_connect();
-		if (spi_query("SELECT version FROM anomstream.active_models"
+		if (spi_query("SELECT version FROM anomstream.active_model"
 					  " WHERE stream OPERATOR(pg_catalog.=) $1",
 					  TEXTOID, CStringGetTextDatum(stream_name(stream))) == 1)
 		{
 			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-			version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull));
+			version = isnull ? 0 : DatumGetInt32(d);
 		}
 		SPI_finish();
 		active_version[stream] = version;

@@ -228,6 +228,9 @@ xgb_check(int rc, int sqlerrcode, const char *message)
 	nl = strchr(detail, '\n');
 	if (nl)
 		*nl = '\0';
+	/* drop the "[hh:mm:ss] " prefix XGBoost puts on its messages */
+	if (detail[0] == '[' && (nl = strstr(detail, "] ")) != NULL && nl - detail <= 12)
+		detail = nl + 2;
 	ereport(ERROR,
 			(errcode(sqlerrcode),
 			 errmsg("%s", message),
