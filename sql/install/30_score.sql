@@ -220,6 +220,26 @@ CREATE FUNCTION anomstream.convert_model(model bytea, format text) RETURNS bytea
 COMMENT ON FUNCTION anomstream.convert_model(bytea, text) IS
 	'Re-serialise XGBoost model bytes as ''json'' or ''ubj'' (UBJSON) with XGBoost itself.';
 
+CREATE FUNCTION anomstream.model_version(name text, version int DEFAULT NULL) RETURNS int
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
+DECLARE
+	v int;
+BEGIN
+	SELECT m.version INTO v FROM anomstream.models m
+	WHERE m.name = model_version.name
+	  AND m.version = COALESCE(model_version.version,
+							   (SELECT max(x.version) FROM anomstream.models x WHERE x.name = model_version.name));
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%"% does not exist', name,
+			CASE WHEN version IS NULL THEN '' ELSE ' version ' || version END
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN v;
+END
+$$;
+COMMENT ON FUNCTION anomstream.model_version(text, int) IS
+	'The version a model name refers to (the newest unless version is given); an error if there is none.';
+
 CREATE FUNCTION anomstream.export_model(name text, version int DEFAULT NULL, format text DEFAULT NULL)
 	RETURNS bytea
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
@@ -228,14 +248,7 @@ DECLARE
 	f text;
 BEGIN
 	SELECT m.booster, m.format INTO b, f FROM anomstream.models m
-	WHERE m.name = export_model.name
-	  AND m.version = COALESCE(export_model.version,
-							   (SELECT max(x.version) FROM anomstream.models x WHERE x.name = export_model.name));
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'model "%"% does not exist', name,
-			CASE WHEN version IS NULL THEN '' ELSE ' version ' || version END
-			USING ERRCODE = 'undefined_object';
-	END IF;
+	WHERE m.version = anomstream.model_version(export_model.name, export_model.version);
 	IF format IS NULL OR format = f THEN
 		RETURN b;
 	END IF;
@@ -248,18 +261,10 @@ COMMENT ON FUNCTION anomstream.export_model(text, int, text) IS
 CREATE FUNCTION anomstream.activate(name text, version int DEFAULT NULL) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
-	v int;
+	v int := anomstream.model_version(name, version);
 	s text;
 BEGIN
-	SELECT m.version, m.stream INTO v, s FROM anomstream.models m
-	WHERE m.name = activate.name
-	  AND m.version = COALESCE(activate.version,
-							   (SELECT max(x.version) FROM anomstream.models x WHERE x.name = activate.name));
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'model "%"% does not exist', name,
-			CASE WHEN version IS NULL THEN '' ELSE ' version ' || version END
-			USING ERRCODE = 'undefined_object';
-	END IF;
+	SELECT m.stream INTO s FROM anomstream.models m WHERE m.version = v;
 	IF s IS NULL THEN
 		RAISE EXCEPTION 'model "%" has no stream', name
 			USING ERRCODE = 'invalid_parameter_value',
