@@ -36,3 +36,6 @@ include $(PGXS)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
+
+# Every object depends on every header: coarse, but a changed struct never leaves a stale object.
+$(OBJS): $(wildcard src/*.h src/*/*.h)
