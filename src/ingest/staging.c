@@ -3,7 +3,8 @@
  * staging.c
  *	  Insert one micro-batch of decoded rows into a staging table, COPY's way.
  *
- * Rows go through table_multi_insert with a BulkInsertState in groups of
+ * Each stream's rows are scored first, all in one call (score/batch.c fills prediction,
+ * probability and model_version). Rows go through table_multi_insert with a BulkInsertState in groups of
  * STAGING_INSERT_GROUP, and index entries (BRIN only) through ExecInsertIndexTuples: no SPI,
  * no per-row planning. Slots are created once per batch in the caller's per-batch memory
  * context, which the caller resets after the transaction, so nothing survives the batch.
@@ -26,6 +27,7 @@
 
 #include "ingest/decode_pg.h"
 #include "ingest/staging.h"
+#include "score/score.h"
 
 #define STAGING_INSERT_GROUP 1000	/* rows per table_multi_insert call, as COPY */
 
@@ -47,7 +49,6 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 	Relation	rel;
 	TupleDesc	tupdesc;
 	TupleDesc	slotdesc;
-	const TupleTableSlotOps *slotops;
 	DecodeColumnMap map;
 	TupleTableSlot **slots;
 	BulkInsertState bistate;
@@ -75,11 +76,10 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 	 * the resource owner, which costs quadratic time over a large batch.
 	 */
 	slotdesc = CreateTupleDescCopy(tupdesc);
-	slotops = table_slot_callbacks(rel);
 	slots = palloc(sizeof(TupleTableSlot *) * nrows);
 	for (int i = 0; i < nrows; i++)
 	{
-		TupleTableSlot *slot = MakeTupleTableSlot(slotdesc, slotops);
+		TupleTableSlot *slot = MakeTupleTableSlot(slotdesc, &TTSOpsVirtual);
 		const StagedRow *sr = &rows[i];
 
 		ExecClearTuple(slot);
@@ -95,6 +95,9 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 		ExecStoreVirtualTuple(slot);
 		slots[i] = slot;
 	}
+
+	/* Score the whole batch of this stream in one XGBoost call (DESIGN.md §4). */
+	anomstream_score_slots(rel, slots, nrows);
 
 	/* Insert in groups, then the index entries of each group. */
 	estate = CreateExecutorState();

@@ -58,6 +58,7 @@ sub start_broker
 sub broker_cmd
 {
 	my ($b, $cmd) = @_;
+	$b->{h}->pump_nb;
 	my $before = () = $b->{out} =~ /\n/g;
 	$b->{in} .= "$cmd\n";
 	for (1 .. 100)

@@ -136,13 +136,15 @@ def main():
         ws = WebSocket(page['webSocketDebuggerUrl'])
 
         def probe():
+            # While the page is still loading the expression may throw: no state yet.
             r = ws.call('Runtime.evaluate', expression=PROBE % machine, returnByValue=True)
-            return json.loads(r['result']['value'])
+            v = r.get('result', {}).get('value')
+            return json.loads(v) if isinstance(v, str) else None
 
         state = None
         while time.monotonic() < deadline:
             state = probe()
-            if state['refreshes'] >= 1:
+            if state and state['refreshes'] >= 1:
                 break
             time.sleep(0.2)
         if not state or state['refreshes'] < 1:
@@ -160,7 +162,7 @@ def main():
         while time.monotonic() < deadline:
             time.sleep(0.3)
             now = probe()
-            if (now['points'], now['rows']) != before:
+            if now and (now['points'], now['rows']) != before:
                 now['phase'] = 'after'
                 print(json.dumps(now), flush=True)
                 shot = ws.call('Page.captureScreenshot', format='png')
