@@ -30,46 +30,31 @@ if [ "$(id -u)" = 0 ]; then
 	ensure_test_user "$DEMO_USER"
 	make -s PG_CONFIG="$PG_CONFIG" >/dev/null
 	make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
-	make -s -C test/tools >/dev/null
-	make -s -C src/web >/dev/null
-	RUN=(runuser -u "$DEMO_USER" --)
-else
-	make -s -C test/tools >/dev/null
-	make -s -C src/web >/dev/null
-	RUN=()
 fi
+make -s -C test/tools >/dev/null
+make -s -C src/web >/dev/null
+export TEST_USER=$DEMO_USER
 
-BIN=$("$PG_CONFIG" --bindir)
 OUT=$ROOT/demo/out
 WORK=$(mktemp -d /tmp/anomstream-demo.XXXXXX)
 mkdir -p "$OUT"
-chmod 755 "$WORK"
-[ "$(id -u)" = 0 ] && chown "$DEMO_USER" "$WORK" "$OUT"
+[ "$(id -u)" = 0 ] && chown "$DEMO_USER" "$OUT"
 PORT=${DEMO_PORT:-55432}
-PSQL=("${RUN[@]}" "$BIN/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres)
 WEB_PID=
+PSQL=(cluster_psql)
 
 cleanup() {
 	if [ "$KEEP" = 0 ]; then
 		[ -n "$WEB_PID" ] && kill "$WEB_PID" 2>/dev/null || true
-		"${RUN[@]}" "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true
+		throwaway_cluster_stop
 		rm -rf "$WORK"
 	fi
 }
 trap cleanup EXIT
 
 echo "== throwaway cluster in $WORK (port $PORT)"
-"${RUN[@]}" "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-cat >>"$WORK/data/postgresql.conf" <<EOF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-shared_preload_libraries = 'anomstream'
-anomstream.database = 'postgres'
-anomstream.brokers = 'embedded'
-anomstream.trigger_interval = '250ms'
-EOF
-"${RUN[@]}" "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
+throwaway_cluster_start "$WORK" "$PORT" "anomstream.brokers = 'embedded'
+anomstream.trigger_interval = '250ms'"
 "${PSQL[@]}" -c "CREATE EXTENSION anomstream"
 
 echo "== waiting for the embedded Kafka"
@@ -83,7 +68,7 @@ done
 
 echo "== anomstream-web"
 "${PSQL[@]}" -c "DO \$\$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anomstream_web') THEN CREATE ROLE anomstream_web LOGIN IN ROLE anomstream_reader; END IF; END\$\$"
-"${RUN[@]}" "$ROOT/src/web/anomstream-web" --port "${DEMO_WEB_PORT:-8765}" \
+as_pg_user "$ROOT/src/web/anomstream-web" --port "${DEMO_WEB_PORT:-8765}" \
 	--conninfo "host=$WORK port=$PORT dbname=postgres user=anomstream_web" \
 	>"$WORK/web.log" 2>&1 &
 WEB_PID=$!
@@ -91,10 +76,10 @@ sleep 0.5
 cat "$WORK/web.log"
 
 echo "== generating synthetic telemetry (machines 4-8) and replaying it: $CYCLES cycles of 5 s at ${SPEEDUP}x"
-"${RUN[@]}" "$ROOT/test/tools/bin/anomstream-generate" --stream process --rows 2000 --seed 1 -o "$WORK/process.csv"
-"${RUN[@]}" "$ROOT/test/tools/bin/anomstream-generate" --stream memory --rows 2000 --seed 1 -o "$WORK/memory.csv"
+as_pg_user "$ROOT/test/tools/bin/anomstream-generate" --stream process --rows 2000 --seed 1 -o "$WORK/process.csv"
+as_pg_user "$ROOT/test/tools/bin/anomstream-generate" --stream memory --rows 2000 --seed 1 -o "$WORK/memory.csv"
 START_TS=$(($(date +%s) - CYCLES * 5))
-"${RUN[@]}" "$ROOT/test/tools/bin/anomstream-replay" --brokers "$BOOT" \
+as_pg_user "$ROOT/test/tools/bin/anomstream-replay" --brokers "$BOOT" \
 	--process "$WORK/process.csv" --memory "$WORK/memory.csv" \
 	--cycles "$CYCLES" --speedup "$SPEEDUP" --start-ts "$START_TS" -q
 sleep 2
@@ -112,5 +97,5 @@ echo "== chart written to $OUT/chart.svg"
 
 if [ "$KEEP" = 1 ]; then
 	echo "== left running: psql -h $WORK -p $PORT -d postgres; page at http://127.0.0.1:${DEMO_WEB_PORT:-8765}/"
-	echo "   stop with: ${RUN[*]} $BIN/pg_ctl -D $WORK/data stop; kill $WEB_PID"
+	echo "   stop with: $CLUSTER_BIN/pg_ctl -D $WORK/data stop (as $DEMO_USER); kill $WEB_PID"
 fi

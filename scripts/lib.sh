@@ -28,3 +28,42 @@ ensure_test_user() {
 	fi
 	id "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash "$u"
 }
+
+# Run a command as the unprivileged PostgreSQL user when we are root (PostgreSQL refuses
+# root); as that user otherwise.
+as_pg_user() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u "${TEST_USER:-pgtest}" -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# Start a throwaway cluster: throwaway_cluster_start DIR PORT "extra postgresql.conf lines".
+# The server listens only on a Unix socket in DIR. Afterwards: cluster_psql ARGS...
+throwaway_cluster_start() {
+	CLUSTER_DIR=$1
+	CLUSTER_PORT=$2
+	CLUSTER_BIN=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
+	mkdir -p "$CLUSTER_DIR"
+	chmod 755 "$CLUSTER_DIR"
+	[ "$(id -u)" = 0 ] && chown "${TEST_USER:-pgtest}" "$CLUSTER_DIR"
+	as_pg_user "$CLUSTER_BIN/initdb" -D "$CLUSTER_DIR/data" -A trust -U postgres >/dev/null || return 1
+	cat >>"$CLUSTER_DIR/data/postgresql.conf" <<EOC
+port = $CLUSTER_PORT
+listen_addresses = ''
+unix_socket_directories = '$CLUSTER_DIR'
+shared_preload_libraries = 'anomstream'
+anomstream.database = 'postgres'
+$3
+EOC
+	as_pg_user "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
+}
+
+cluster_psql() {
+	as_pg_user "$CLUSTER_BIN/psql" -X -q -h "$CLUSTER_DIR" -p "$CLUSTER_PORT" -U postgres -d postgres "$@"
+}
+
+throwaway_cluster_stop() {
+	as_pg_user "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast stop >/dev/null 2>&1 || true
+}

@@ -27,7 +27,8 @@ CREATE UNLOGGED TABLE anomstream.process_events (
 	batch_id		bigint NOT NULL,
 	kafka_partition	int NOT NULL,
 	kafka_offset	bigint NOT NULL,
-	row_index		int NOT NULL
+	row_index		int NOT NULL,
+	kafka_timestamp	timestamptz
 );
 CREATE INDEX process_events_batch_brin ON anomstream.process_events USING brin (batch_id);
 CREATE INDEX process_events_time_brin ON anomstream.process_events USING brin (event_time);
@@ -55,7 +56,8 @@ CREATE UNLOGGED TABLE anomstream.memory_events (
 	batch_id		bigint NOT NULL,
 	kafka_partition	int NOT NULL,
 	kafka_offset	bigint NOT NULL,
-	row_index		int NOT NULL
+	row_index		int NOT NULL,
+	kafka_timestamp	timestamptz
 );
 CREATE INDEX memory_events_batch_brin ON anomstream.memory_events USING brin (batch_id);
 CREATE INDEX memory_events_time_brin ON anomstream.memory_events USING brin (event_time);

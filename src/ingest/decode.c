@@ -388,8 +388,22 @@ scan_string(Scanner *s, Token *tok)
 		return true;
 	}
 
-	/* Slow path: unescape. The output is never longer than the input. */
-	out = arena_alloc(s->arena, (size_t) (s->end - start) + 1);
+	/*
+	 * Slow path: find the closing quote (skipping escaped characters), then unescape into an
+	 * arena buffer of the string's own length (the output is never longer than the input).
+	 */
+	{
+		const char *e = q;
+
+		while (e < s->end && *e != '"')
+			e += (*e == '\\') ? 2 : 1;
+		if (e >= s->end)
+		{
+			scan_fail(s, "invalid JSON: unterminated string");
+			return false;
+		}
+		out = arena_alloc(s->arena, (size_t) (e - start) + 1);
+	}
 	if (out == NULL)
 	{
 		s->oom = true;

@@ -24,6 +24,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "guc.h"
@@ -113,43 +114,58 @@ positions_prepare_start(PartState *parts, int nparts)
 }
 
 /*
- * Record the micro-batch's progress: staged and durable positions, and batch ranges.
+ * Record the micro-batch's progress: staged and durable positions, and batch ranges, for
+ * every partition the batch read, in one statement (arrays, not one statement per partition:
+ * a batch may touch hundreds of partitions).
  */
 void
 positions_record_batch(PartState *parts, int nparts, int64 batch_id)
 {
-	Oid			types[5] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[5];
+	Oid			types[6] = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8OID};
+	Datum		values[6];
+	Datum	   *topics = palloc(sizeof(Datum) * Max(nparts, 1));
+	Datum	   *partitions = palloc(sizeof(Datum) * Max(nparts, 1));
+	Datum	   *firsts = palloc(sizeof(Datum) * Max(nparts, 1));
+	Datum	   *lasts = palloc(sizeof(Datum) * Max(nparts, 1));
+	Datum	   *nexts = palloc(sizeof(Datum) * Max(nparts, 1));
+	int			n = 0;
 
 	for (int i = 0; i < nparts; i++)
 	{
 		PartState  *p = &parts[i];
-		int64		next;
 
 		if (!p->in_batch)
 			continue;
-		next = p->batch_last + 1;
-		values[0] = CStringGetTextDatum(p->topic);
-		values[1] = Int32GetDatum(p->partition);
-		values[2] = Int64GetDatum(next);
-		values[3] = Int64GetDatum(p->batch_first);
-		values[4] = Int64GetDatum(batch_id);
-
-		run("INSERT INTO anomstream.staged_positions AS s (topic, kafka_partition, staged_offset) "
-			"VALUES ($1, $2, $3) ON CONFLICT (topic, kafka_partition) "
-			"DO UPDATE SET staged_offset = excluded.staged_offset",
-			3, types, values, NULL, SPI_OK_INSERT);
-		run("INSERT INTO anomstream.positions AS p (topic, kafka_partition, durable_offset, staging_low) "
-			"VALUES ($1, $2, $3, $4) ON CONFLICT (topic, kafka_partition) "
-			"DO UPDATE SET durable_offset = GREATEST(p.durable_offset, excluded.durable_offset), "
-			"updated_at = pg_catalog.now()",
-			4, types, values, NULL, SPI_OK_INSERT);
-		values[2] = Int64GetDatum(p->batch_first);
-		values[3] = Int64GetDatum(p->batch_last);
-		run("INSERT INTO anomstream.batch_ranges (batch_id, topic, kafka_partition, first_offset, last_offset) "
-			"VALUES ($5, $1, $2, $3, $4)",
-			5, types, values, NULL, SPI_OK_INSERT);
+		topics[n] = CStringGetTextDatum(p->topic);
+		partitions[n] = Int32GetDatum(p->partition);
+		firsts[n] = Int64GetDatum(p->batch_first);
+		lasts[n] = Int64GetDatum(p->batch_last);
+		nexts[n] = Int64GetDatum(p->batch_last + 1);
+		n++;
 	}
+	if (n == 0)
+		return;
+	values[0] = PointerGetDatum(construct_array(topics, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(partitions, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(firsts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(construct_array(lasts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[4] = PointerGetDatum(construct_array(nexts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[5] = Int64GetDatum(batch_id);
+
+	/* committed_at: as late as possible, so latency figures include the batch's work */
+	run("WITH b AS (SELECT * FROM unnest($1, $2, $3, $4, $5) "
+		"             AS b(topic, kafka_partition, first_offset, last_offset, next_offset)), "
+		"s AS (INSERT INTO anomstream.staged_positions AS s (topic, kafka_partition, staged_offset) "
+		"      SELECT topic, kafka_partition, next_offset FROM b "
+		"      ON CONFLICT (topic, kafka_partition) DO UPDATE SET staged_offset = excluded.staged_offset), "
+		"p AS (INSERT INTO anomstream.positions AS p (topic, kafka_partition, durable_offset, staging_low) "
+		"      SELECT topic, kafka_partition, next_offset, first_offset FROM b "
+		"      ON CONFLICT (topic, kafka_partition) DO UPDATE "
+		"      SET durable_offset = GREATEST(p.durable_offset, excluded.durable_offset), "
+		"          updated_at = pg_catalog.now()) "
+		"INSERT INTO anomstream.batch_ranges (batch_id, topic, kafka_partition, first_offset, last_offset, committed_at) "
+		"SELECT $6, topic, kafka_partition, first_offset, last_offset, pg_catalog.clock_timestamp() FROM b",
+		6, types, values, NULL, SPI_OK_INSERT);
 }
 
 /*

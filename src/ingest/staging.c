@@ -55,6 +55,7 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 	EState	   *estate;
 	ResultRelInfo *rri;
 	CommandId	cid;
+	AttrNumber	a_kafka_ts;
 
 	if (nrows == 0)
 		return;
@@ -69,6 +70,11 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("staging table \"anomstream.%s\" lacks its position columns",
 						staging_table_name(stream))));
+
+	a_kafka_ts = 0;
+	for (int a = 0; a < tupdesc->natts; a++)
+		if (strcmp(NameStr(TupleDescAttr(tupdesc, a)->attname), "kafka_timestamp") == 0)
+			a_kafka_ts = a + 1;
 
 	/*
 	 * Fill one virtual slot per row. The slots share an unpinned copy of the descriptor:
@@ -92,6 +98,11 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 		slot->tts_isnull[map.kafka_partition - 1] = false;
 		slot->tts_values[map.kafka_offset - 1] = Int64GetDatum(sr->offset);
 		slot->tts_isnull[map.kafka_offset - 1] = false;
+		if (a_kafka_ts && sr->kafka_timestamp != DT_NOBEGIN)
+		{
+			slot->tts_values[a_kafka_ts - 1] = TimestampTzGetDatum(sr->kafka_timestamp);
+			slot->tts_isnull[a_kafka_ts - 1] = false;
+		}
 		ExecStoreVirtualTuple(slot);
 		slots[i] = slot;
 	}

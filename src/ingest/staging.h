@@ -21,6 +21,7 @@ typedef struct StagedRow
 	int32		partition;
 	int64		offset;
 	TimestampTz event_time;
+	TimestampTz kafka_timestamp;	/* Kafka message timestamp, DT_NOBEGIN if none */
 } StagedRow;
 
 extern void staging_insert(DecodeStream stream, const StagedRow *rows, int nrows,

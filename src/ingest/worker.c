@@ -56,6 +56,7 @@
 #define RETENTION_INTERVAL_MS 10000
 #define METADATA_INTERVAL_MS 30000
 #define EXTENSION_WAIT_MS 5000
+#define BATCH_LINGER_MS 5			/* an empty queue this long ends a started batch */
 
 /* The micro-batch being collected */
 typedef struct Batch
@@ -342,7 +343,6 @@ setup(void)
 	{
 		pfree(parts);
 		parts = NULL;
-		nparts = 0;
 	}
 	nparts = kafka_list_partitions(&source, &parts, errbuf, sizeof(errbuf));
 	if (nparts < 0)
@@ -388,6 +388,16 @@ teardown(void)
 		kafka_close(&source);
 		source_open = false;
 	}
+	if (parts)
+	{
+		pfree(parts);
+		parts = NULL;
+	}
+	nparts = 0;
+	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
+	anomstream_shared->npartitions = 0;
+	anomstream_shared->bootstrap[0] = '\0';
+	LWLockRelease(anomstream_shared->lock);
 }
 
 /*
@@ -443,6 +453,7 @@ add_message(Batch *b, PartState *p, rd_kafka_message_t *m)
 	int64		kts = rd_kafka_message_timestamp(m, &tstype);
 	bool		refill = m->offset < p->refill_until;
 	TimestampTz event_time;
+	TimestampTz kafka_timestamp = DT_NOBEGIN;
 	const char *value = m->payload ? (const char *) m->payload : "";
 
 	if (!decode_message(arena, p->stream, value, m->len,
@@ -471,6 +482,9 @@ add_message(Batch *b, PartState *p, rd_kafka_message_t *m)
 	}
 	decode_check_encoding(&msg, p->stream);
 	event_time = decode_event_time(&msg);
+	if (tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && kts >= 0)
+		kafka_timestamp = (TimestampTz) (kts * 1000) -
+			((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC);
 	for (int r = 0; r < msg.nrows; r++)
 	{
 		DecodedRow *row = &msg.rows[r];
@@ -494,6 +508,7 @@ add_message(Batch *b, PartState *p, rd_kafka_message_t *m)
 		sr->partition = p->partition;
 		sr->offset = m->offset;
 		sr->event_time = event_time;
+		sr->kafka_timestamp = kafka_timestamp;
 		b->total_rows++;
 		p->rows++;
 	}
@@ -523,8 +538,11 @@ collect_batch(Batch *b)
 		elapsed_ms = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
 		if (elapsed_ms >= anomstream_trigger_interval)
 			break;
-		/* With rows in hand, do not wait: a drained queue ends the batch. */
-		timeout = b->messages > 0 ? 0
+		/*
+		 * With rows in hand, wait only briefly: a queue that stays empty for BATCH_LINGER_MS
+		 * ends the batch, so a trickle commits at once and a flood fills large batches.
+		 */
+		timeout = b->messages > 0 ? BATCH_LINGER_MS
 			: (int) Min(anomstream_poll_timeout, anomstream_trigger_interval - elapsed_ms);
 		m = rd_kafka_consumer_poll(source.rk, timeout);
 		if (m == NULL)

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Ingest benchmark: rows/s from the mock Kafka cluster into staging, next to COPY of the same
+# rows as CSV into the same UNLOGGED table, measured in the same run; then produce-to-visible
+# latency at a fixed rate.
+#
+#   bench/ingest.sh [ROWS] [LATENCY_RATE] [LATENCY_SECONDS]     (defaults 1000000 10000 30)
+#
+# Needs the extension installed and test/tools built (./test.sh or make install; make -C
+# test/tools). Runs its own throwaway cluster and mock broker. The topics get 64 partitions and
+# rows come from 64 synthetic machines, since the mock cluster keeps only ~5 MB per partition.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+. scripts/lib.sh
+ROWS=${1:-1000000}
+RATE=${2:-10000}
+LAT_SECS=${3:-30}
+T=$ROOT/test/tools/bin
+WORK=$(mktemp -d /tmp/anomstream-bench.XXXXXX)
+chmod 777 "$WORK"
+BROKER_PID=
+
+cleanup() {
+	[ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
+	throwaway_cluster_stop
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+
+start_broker() {
+	rm -f "$WORK/bootstrap"
+	"$T/anomstream-mockbroker" --partitions "$1" --bootstrap-file "$WORK/bootstrap" --no-stdin \
+		>"$WORK/broker.log" 2>&1 &
+	BROKER_PID=$!
+	for _ in $(seq 1 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
+	BOOT=$(cat "$WORK/bootstrap")
+}
+
+stop_broker() {
+	kill "$BROKER_PID" 2>/dev/null || true
+	wait "$BROKER_PID" 2>/dev/null || true
+	BROKER_PID=
+}
+
+# Drop and recreate the extension with the worker idle, then point it at the broker and time
+# how long it takes until ROWS rows are staged.
+ingest_run() {
+	local label=$1 scoring=$2
+	cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = ''" -c "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.5
+	cluster_psql -c "DROP EXTENSION IF EXISTS anomstream" -c "CREATE EXTENSION anomstream" >/dev/null
+	if [ "$scoring" = off ]; then
+		cluster_psql -c "SELECT anomstream.deactivate('process'), anomstream.deactivate('memory')" >/dev/null
+	fi
+	cluster_psql -c "CHECKPOINT" >/dev/null
+	local t0 t1 n
+	t0=$(now)
+	cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
+	for _ in $(seq 1 3000); do
+		n=$(cluster_psql -At -c "SELECT coalesce(sum(rows), 0) FROM anomstream.status")
+		[ "$n" -ge "$PRODUCED" ] && break
+		sleep 0.05
+	done
+	t1=$(now)
+	INGEST_SECS=$(echo "$t1 - $t0" | bc -l)
+	printf '%-34s %9d rows %7.2f s %10.0f rows/s\n' "$label" "$n" "$INGEST_SECS" \
+		"$(echo "$n / $INGEST_SECS" | bc -l)"
+}
+
+echo "== setup: throwaway cluster, mock Kafka with 64 partitions per topic"
+throwaway_cluster_start "$WORK/pg" 55433 "shared_buffers = 1GB
+max_wal_size = 4GB
+anomstream.brokers = ''"
+start_broker 64
+per_machine=$(( (ROWS + 127) / 128 ))
+"$T/anomstream-generate" --stream process --rows "$per_machine" --machines 1-64 --seed 1 -o "$WORK/p.csv"
+"$T/anomstream-generate" --stream memory --rows "$per_machine" --machines 1-64 --seed 2 -o "$WORK/m.csv"
+"$T/anomstream-replay" --brokers "$BOOT" --process "$WORK/p.csv" --memory "$WORK/m.csv" \
+	--rate 0 --max-rows "$ROWS" --start-ts "$(( $(date +%s) - 3600 ))" 2>"$WORK/replay.err"
+PRODUCED=$(grep -o '[0-9]* rows acknowledged' "$WORK/replay.err" | grep -o '^[0-9]*')
+echo "produced $PRODUCED rows ($(tail -1 "$WORK/replay.err" | sed 's/.*; //'))"
+
+echo "== ingest (same topics, read from the beginning each time)"
+ingest_run "anomstream ingest, scoring off" off
+INGEST_OFF=$INGEST_SECS
+cluster_psql -c "COPY anomstream.process_events TO '$WORK/pe.csv' CSV" \
+	-c "COPY anomstream.memory_events TO '$WORK/me.csv' CSV"
+ingest_run "anomstream ingest + XGBoost scoring" on
+INGEST_ON=$INGEST_SECS
+
+echo "== baseline: COPY FROM CSV of the same rows into the same UNLOGGED tables"
+best_copy=
+for i in 1 2; do
+	cluster_psql -c "TRUNCATE anomstream.process_events, anomstream.memory_events" -c "CHECKPOINT"
+	t0=$(now)
+	cluster_psql -c "COPY anomstream.process_events FROM '$WORK/pe.csv' CSV" \
+		-c "COPY anomstream.memory_events FROM '$WORK/me.csv' CSV"
+	t1=$(now)
+	s=$(echo "$t1 - $t0" | bc -l)
+	printf '%-34s %9d rows %7.2f s %10.0f rows/s\n' "COPY FROM csv (run $i)" "$PRODUCED" "$s" \
+		"$(echo "$PRODUCED / $s" | bc -l)"
+	if [ -z "$best_copy" ] || [ "$(echo "$s < $best_copy" | bc -l)" = 1 ]; then best_copy=$s; fi
+done
+printf 'ratio ingest/COPY (rows/s, best COPY): scoring off %.2fx, with scoring %.2fx\n' \
+	"$(echo "$best_copy / $INGEST_OFF" | bc -l)" "$(echo "$best_copy / $INGEST_ON" | bc -l)"
+
+echo "== latency: produce at $RATE rows/s for $LAT_SECS s (real cadence off, fixed rate)"
+stop_broker
+start_broker 4
+cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = ''" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+cluster_psql -c "DROP EXTENSION anomstream" -c "CREATE EXTENSION anomstream" \
+	-c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 2
+"$T/anomstream-generate" --stream process --rows 20000 --seed 3 -o "$WORK/lp.csv"
+"$T/anomstream-generate" --stream memory --rows 20000 --seed 4 -o "$WORK/lm.csv"
+"$T/anomstream-replay" --brokers "$BOOT" --process "$WORK/lp.csv" --memory "$WORK/lm.csv" \
+	--rate "$RATE" --rows-per-message 10 --duration "$LAT_SECS" -q
+sleep 2
+cluster_psql -c "
+	WITH lat AS (
+		SELECT extract(epoch FROM r.committed_at - e.kafka_timestamp) * 1000 AS ms
+		FROM (SELECT 'process' AS topic, batch_id, kafka_partition, kafka_timestamp
+			  FROM anomstream.process_events
+			  UNION ALL
+			  SELECT 'memory', batch_id, kafka_partition, kafka_timestamp
+			  FROM anomstream.memory_events) e
+		JOIN anomstream.batch_ranges r USING (topic, batch_id, kafka_partition))
+	SELECT count(*) AS rows,
+		   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1) AS p50_ms,
+		   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1) AS p99_ms,
+		   round(max(ms)::numeric, 1) AS max_ms
+	FROM lat"
