@@ -391,8 +391,8 @@ kafka_assign(KafkaSource *src, PartState *parts, int nparts, char *errbuf, size_
 }
 
 /*
- * Tell the Kafka group how far PostgreSQL has committed (asynchronous, best effort: lag
- * tools read it, anomstream never does).
+ * Tell the Kafka group how far PostgreSQL has committed for the partitions the committed
+ * batch read (asynchronous, best effort: lag tools read it, anomstream never does).
  */
 void
 kafka_commit_offsets(KafkaSource *src, PartState *parts, int nparts)
@@ -400,9 +400,9 @@ kafka_commit_offsets(KafkaSource *src, PartState *parts, int nparts)
 	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(nparts);
 
 	for (int i = 0; i < nparts; i++)
-		if (parts[i].next_offset >= 0)
+		if (parts[i].in_batch)
 			rd_kafka_topic_partition_list_add(list, parts[i].topic, parts[i].partition)->offset =
-				parts[i].next_offset;
+				parts[i].batch_last + 1;
 	if (list->cnt > 0)
 		rd_kafka_commit(src->rk, list, 1);
 	rd_kafka_topic_partition_list_destroy(list);

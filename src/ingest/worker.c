@@ -4,17 +4,22 @@
  *	  The pipeline worker: Kafka → decode → staging, one transaction per micro-batch.
  *
  * Loop: collect messages until the batch is full (anomstream.max_batch_rows/_bytes), the
- * consumer queue runs dry, or anomstream.trigger_interval passes; then one transaction
- * inserts the staging rows (staging.c), the dead letters and the positions (positions.c).
- * Offsets are committed to the Kafka group only after PostgreSQL committed.
+ * consumer queue stays empty for a few milliseconds, or anomstream.trigger_interval passes;
+ * the decode thread (decode_thread.c) decodes it while this thread commits the previous
+ * batch; then one transaction inserts the staging rows (staging.c, scored by score/), the
+ * dead letters and the positions (positions.c). Offsets are committed to the Kafka group
+ * only after PostgreSQL committed.
  *
  * Invariants:
  *	- Nothing the worker keeps in memory is authoritative: after any error the batch's
- *	  transaction aborts, the in-memory batch is dropped, and the worker re-reads its
+ *	  transaction aborts, both in-memory batches are dropped, and the worker re-reads its
  *	  positions from PostgreSQL and re-assigns Kafka there (retrying with backoff 1-60 s).
  *	- Decoding never raises; bad input becomes dead letters inside the same transaction.
- *	- Per-batch memory lives in batch_context and the decoder's arena; both are reset after
- *	  every batch, committed or not.
+ *	- Each batch's memory lives in its own context and decoder arena, reset when the batch
+ *	  is committed or dropped; the decode thread touches a batch only between
+ *	  decode_thread_submit() and decode_thread_wait().
+ *	- Kafka messages stay alive until their batch is reset, and every batch is reset before
+ *	  the consumer is closed.
  *	- The worker never blocks in librdkafka for longer than anomstream.poll_timeout, so
  *	  SIGTERM, SIGHUP and postmaster death are noticed promptly.
  *
@@ -46,6 +51,7 @@
 #include "shmem.h"
 #include "ingest/consumer.h"
 #include "ingest/decode_pg.h"
+#include "ingest/decode_thread.h"
 #include "ingest/positions.h"
 #include "ingest/staging.h"
 #include "ingest/worker.h"
@@ -58,22 +64,41 @@
 #define EXTENSION_WAIT_MS 5000
 #define BATCH_LINGER_MS 5			/* an empty queue this long ends a started batch */
 
-/* The micro-batch being collected */
+/*
+ * A micro-batch. Collected (raw messages, positions) on the main thread, decoded by the
+ * decode thread, then absorbed (rows and dead letters) and committed on the main thread.
+ * Each batch owns a memory context and a decoder arena; both are reset when it is done.
+ */
 typedef struct Batch
 {
+	MemoryContext cxt;
+	DecodeArena *arena;
+	/* collected */
+	rd_kafka_message_t **msgs;
+	int		   *msg_part;		/* index into parts[] */
+	bool	   *msg_refill;		/* below the durable position: staging only */
+	int			messages;
+	int			capmsgs;
+	int64		bytes;
+	bool	   *in_batch;		/* per part: read something in this batch */
+	int64	   *first;
+	int64	   *last;
+	/* decoded */
+	DecodeJob	job;
+	bool		submitted;
+	/* absorbed */
 	StagedRow  *rows[DECODE_NSTREAMS];
 	int			nrows[DECODE_NSTREAMS];
 	int			caprows[DECODE_NSTREAMS];
 	DeadLetter *dead;
 	int			ndead;
 	int			capdead;
-	int			messages;
-	int64		bytes;
 	int			total_rows;
 } Batch;
 
-static MemoryContext batch_context = NULL;
-static DecodeArena *arena = NULL;
+static Batch batches[2];
+static Batch *ready = NULL;		/* decoded, waiting to be committed */
+static double rows_per_message = 50;	/* running average, for max_batch_rows */
 static KafkaSource source;
 static bool source_open = false;
 static PartState *parts = NULL;
@@ -82,8 +107,11 @@ static int	backoff_ms = 0;
 
 static bool setup(void);
 static void teardown(void);
-static void collect_batch(Batch *batch);
-static void commit_batch(Batch *batch);
+static void batch_reset(Batch *b);
+static void collect_batch(Batch *b, bool may_wait);
+static void decode_batch(Batch *b);
+static void absorb_batch(Batch *b);
+static void commit_batch(Batch *b);
 static void run_retention(void);
 static void publish_parts(void);
 static void wait_ms(long ms);
@@ -186,15 +214,20 @@ anomstream_worker_main(Datum arg)
 	 */
 	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
-	batch_context = AllocSetContextCreate(TopMemoryContext, "anomstream batch",
-										  0, 1024 * 1024, 8 * 1024 * 1024);
-	arena = decode_arena_create();
-	if (arena == NULL)
-		ereport(FATAL, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	for (int i = 0; i < 2; i++)
+	{
+		batches[i].cxt = AllocSetContextCreate(TopMemoryContext, "anomstream batch",
+											   0, 1024 * 1024, 8 * 1024 * 1024);
+		batches[i].arena = decode_arena_create();
+		if (batches[i].arena == NULL)
+			ereport(FATAL, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	if (!decode_thread_start())
+		ereport(LOG, (errmsg("anomstream: no decode thread, decoding on the main thread")));
 
 	/*
-	 * Error recovery: abort the batch, drop everything in memory, back off, and start over
-	 * from the positions in PostgreSQL.
+	 * Error recovery: abort the batch, drop everything in memory (after the decode thread
+	 * let go of it), back off, and start over from the positions in PostgreSQL.
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
@@ -208,8 +241,10 @@ anomstream_worker_main(Datum arg)
 		FlushErrorState();
 		anomstream_set_state(WORKER_ERROR, edata->message);
 		FreeErrorData(edata);
-		MemoryContextReset(batch_context);
-		decode_arena_reset(arena);
+		decode_thread_wait();
+		batch_reset(&batches[0]);
+		batch_reset(&batches[1]);
+		ready = NULL;
 		teardown();
 		need_setup = true;
 		RESUME_INTERRUPTS();
@@ -220,12 +255,17 @@ anomstream_worker_main(Datum arg)
 
 	for (;;)
 	{
-		Batch		batch;
+		Batch	   *next;
 		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
 		if (reload_config())
 		{
+			if (ready)
+			{
+				commit_batch(ready);
+				ready = NULL;
+			}
 			teardown();
 			need_setup = true;
 		}
@@ -236,14 +276,26 @@ anomstream_worker_main(Datum arg)
 			need_setup = false;
 		}
 
-		MemoryContextSwitchTo(batch_context);
-		memset(&batch, 0, sizeof(batch));
-		collect_batch(&batch);
-		if (batch.messages > 0)
-			commit_batch(&batch);
-		MemoryContextSwitchTo(TopMemoryContext);
-		MemoryContextReset(batch_context);
-		decode_arena_reset(arena);
+		/*
+		 * Two-stage pipeline: collect batch N+1 and let the decode thread work on it while
+		 * this thread inserts and commits batch N. With batch N waiting, collecting does
+		 * not wait for data, so a trickle is committed at once.
+		 */
+		next = (ready == &batches[0]) ? &batches[1] : &batches[0];
+		collect_batch(next, ready == NULL);
+		if (next->messages > 0)
+			decode_batch(next);
+		if (ready)
+			commit_batch(ready);
+		ready = NULL;
+		if (next->messages > 0)
+		{
+			decode_thread_wait();
+			next->submitted = false;
+			ready = next;
+		}
+		else
+			batch_reset(next);
 		publish_parts();
 
 		now = GetCurrentTimestamp();
@@ -260,14 +312,21 @@ anomstream_worker_main(Datum arg)
 				PartState  *fresh;
 				char		errbuf[512];
 				int			n;
+				MemoryContext tmp = AllocSetContextCreate(TopMemoryContext, "anomstream metadata",
+														  ALLOCSET_SMALL_SIZES);
+				MemoryContext old = MemoryContextSwitchTo(tmp);
 
-				MemoryContextSwitchTo(batch_context);
 				n = kafka_list_partitions(&source, &fresh, errbuf, sizeof(errbuf));
-				MemoryContextSwitchTo(TopMemoryContext);
-				MemoryContextReset(batch_context);
+				MemoryContextSwitchTo(old);
+				MemoryContextDelete(tmp);
 				if (n > nparts)
 				{
 					ereport(LOG, (errmsg("anomstream: %d new partitions, reassigning", n - nparts)));
+					if (ready)
+					{
+						commit_batch(ready);
+						ready = NULL;
+					}
 					need_setup = true;
 					teardown();
 				}
@@ -443,119 +502,75 @@ add_dead_letter(Batch *b, PartState *p, rd_kafka_message_t *m, int32 row_index,
 }
 
 /*
- * Decode one message into the batch.
+ * Give a batch's messages back to librdkafka and forget everything it held.
  */
 static void
-add_message(Batch *b, PartState *p, rd_kafka_message_t *m)
+batch_reset(Batch *b)
 {
-	DecodedMessage msg;
-	rd_kafka_timestamp_type_t tstype;
-	int64		kts = rd_kafka_message_timestamp(m, &tstype);
-	bool		refill = m->offset < p->refill_until;
-	TimestampTz event_time;
-	TimestampTz kafka_timestamp = DT_NOBEGIN;
-	const char *value = m->payload ? (const char *) m->payload : "";
+	MemoryContext cxt = b->cxt;
+	DecodeArena *arena = b->arena;
 
-	if (!decode_message(arena, p->stream, value, m->len,
-						(tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || kts < 0)
-						? INT64_MIN : kts * 1000,
-						decode_max_future_usec(), &msg))
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory in decoder")));
-
-	if (!p->in_batch)
-	{
-		p->in_batch = true;
-		p->batch_first = m->offset;
-	}
-	p->batch_last = m->offset;
-	p->next_offset = m->offset + 1;
-	p->messages++;
-	p->last_message_at = GetCurrentTimestamp();
-	b->messages++;
-	b->bytes += m->len;
-
-	if (msg.error)
-	{
-		if (!refill)
-			add_dead_letter(b, p, m, -1, value, m->len, msg.error);
-		return;
-	}
-	decode_check_encoding(&msg, p->stream);
-	event_time = decode_event_time(&msg);
-	if (tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && kts >= 0)
-		kafka_timestamp = (TimestampTz) (kts * 1000) -
-			((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC);
-	for (int r = 0; r < msg.nrows; r++)
-	{
-		DecodedRow *row = &msg.rows[r];
-		int			s = p->stream;
-		StagedRow  *sr;
-
-		if (row->error)
-		{
-			if (!refill)
-				add_dead_letter(b, p, m, row->row_index, row->raw, row->raw_len, row->error);
-			continue;
-		}
-		if (b->nrows[s] == b->caprows[s])
-		{
-			b->caprows[s] = b->caprows[s] ? b->caprows[s] * 2 : 1024;
-			b->rows[s] = b->rows[s] ? repalloc_huge(b->rows[s], sizeof(StagedRow) * b->caprows[s])
-				: palloc(sizeof(StagedRow) * b->caprows[s]);
-		}
-		sr = &b->rows[s][b->nrows[s]++];
-		sr->row = row;
-		sr->partition = p->partition;
-		sr->offset = m->offset;
-		sr->event_time = event_time;
-		sr->kafka_timestamp = kafka_timestamp;
-		b->total_rows++;
-		p->rows++;
-	}
+	Assert(!b->submitted);
+	for (int i = 0; i < b->messages; i++)
+		rd_kafka_message_destroy(b->msgs[i]);
+	MemoryContextReset(cxt);
+	decode_arena_reset(arena);
+	memset(b, 0, sizeof(*b));
+	b->cxt = cxt;
+	b->arena = arena;
 }
 
 /*
- * Collect one micro-batch: until it is full, the queue is drained, or the trigger interval
- * passed.
+ * Collect a batch of raw messages: until it is full, the consumer queue stays empty for
+ * BATCH_LINGER_MS, or the trigger interval passed. Without may_wait it takes only what is
+ * already there. max_batch_rows is applied through the running average of rows per message
+ * (rows are only known once decoded); max_batch_bytes exactly.
  */
 static void
-collect_batch(Batch *b)
+collect_batch(Batch *b, bool may_wait)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	int64		max_bytes = (int64) anomstream_max_batch_bytes * 1024;
+	int			max_msgs = Max(1, (int) (anomstream_max_batch_rows / Max(rows_per_message, 1.0)));
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
-	for (int i = 0; i < nparts; i++)
-		parts[i].in_batch = false;
-
+	if (b->in_batch == NULL)
+	{
+		b->in_batch = palloc0(sizeof(bool) * Max(nparts, 1));
+		b->first = palloc0(sizeof(int64) * Max(nparts, 1));
+		b->last = palloc0(sizeof(int64) * Max(nparts, 1));
+	}
 	for (;;)
 	{
 		rd_kafka_message_t *m;
+		TimestampTz now = GetCurrentTimestamp();
 		long		elapsed_ms;
 		int			timeout;
+		int			idx;
+		PartState  *p;
 
 		if (ConfigReloadPending || ProcDiePending || !PostmasterIsAlive())
 			break;
-		elapsed_ms = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
+		elapsed_ms = TimestampDifferenceMilliseconds(start, now);
 		if (elapsed_ms >= anomstream_trigger_interval)
 			break;
-		/*
-		 * With rows in hand, wait only briefly: a queue that stays empty for BATCH_LINGER_MS
-		 * ends the batch, so a trickle commits at once and a flood fills large batches.
-		 */
-		timeout = b->messages > 0 ? BATCH_LINGER_MS
-			: (int) Min(anomstream_poll_timeout, anomstream_trigger_interval - elapsed_ms);
+		if (b->messages > 0)
+			timeout = BATCH_LINGER_MS;
+		else if (may_wait)
+			timeout = (int) Min(anomstream_poll_timeout, anomstream_trigger_interval - elapsed_ms);
+		else
+			timeout = 0;
 		m = rd_kafka_consumer_poll(source.rk, timeout);
 		if (m == NULL)
 		{
-			if (b->messages > 0)
+			if (b->messages > 0 || !may_wait)
 				break;
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
+		p = m->rkt ? part_for(m) : NULL;
 		if (m->err)
 		{
-			PartState  *p = m->rkt ? part_for(m) : NULL;
-
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			{
 				if (p)
@@ -580,26 +595,149 @@ collect_batch(Batch *b)
 			rd_kafka_message_destroy(m);
 			continue;
 		}
+		source.all_brokers_down = false;
+		if (p == NULL || m->offset < p->next_offset)
 		{
-			PartState  *p = part_for(m);
-
-			source.all_brokers_down = false;
-			if (p != NULL && m->offset >= p->next_offset)
-			{
-				p->caught_up = false;
-				add_message(b, p, m);
-			}
+			rd_kafka_message_destroy(m);	/* not ours, or already read */
+			continue;
 		}
-		rd_kafka_message_destroy(m);
-		if (b->total_rows >= anomstream_max_batch_rows || b->bytes >= max_bytes)
+		idx = (int) (p - parts);
+		if (b->messages == b->capmsgs)
+		{
+			b->capmsgs = b->capmsgs ? b->capmsgs * 2 : 256;
+			b->msgs = b->msgs ? repalloc(b->msgs, sizeof(*b->msgs) * b->capmsgs)
+				: palloc(sizeof(*b->msgs) * b->capmsgs);
+			b->msg_part = b->msg_part ? repalloc(b->msg_part, sizeof(int) * b->capmsgs)
+				: palloc(sizeof(int) * b->capmsgs);
+			b->msg_refill = b->msg_refill ? repalloc(b->msg_refill, sizeof(bool) * b->capmsgs)
+				: palloc(sizeof(bool) * b->capmsgs);
+		}
+		b->msgs[b->messages] = m;
+		b->msg_part[b->messages] = idx;
+		b->msg_refill[b->messages] = m->offset < p->refill_until;
+		b->messages++;
+		b->bytes += m->len;
+		if (!b->in_batch[idx])
+		{
+			b->in_batch[idx] = true;
+			b->first[idx] = m->offset;
+		}
+		b->last[idx] = m->offset;
+		p->next_offset = m->offset + 1;
+		p->messages++;
+		p->caught_up = false;
+		p->last_message_at = now;
+		if (b->messages >= max_msgs || b->bytes >= max_bytes)
 			break;
 	}
+	MemoryContextSwitchTo(old);
 	anomstream_set_state(source.all_brokers_down ? WORKER_WAITING_FOR_BROKER : WORKER_RUNNING,
 						 source.all_brokers_down ? source.last_error : NULL);
 }
 
 /*
- * Write the batch in one transaction, then tell Kafka.
+ * Hand a collected batch to the decode thread.
+ */
+static void
+decode_batch(Batch *b)
+{
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+	const char **bufs = palloc(sizeof(char *) * b->messages);
+	size_t	   *lens = palloc(sizeof(size_t) * b->messages);
+	DecodeStream *streams = palloc(sizeof(DecodeStream) * b->messages);
+	int64_t    *kts = palloc(sizeof(int64_t) * b->messages);
+
+	for (int i = 0; i < b->messages; i++)
+	{
+		rd_kafka_message_t *m = b->msgs[i];
+		rd_kafka_timestamp_type_t tstype;
+		int64		ms = rd_kafka_message_timestamp(m, &tstype);
+
+		bufs[i] = m->payload ? (const char *) m->payload : "";
+		lens[i] = m->payload ? m->len : 0;
+		streams[i] = parts[b->msg_part[i]].stream;
+		kts[i] = (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0) ? INT64_MIN : ms * 1000;
+	}
+	b->job.nmsgs = b->messages;
+	b->job.bufs = bufs;
+	b->job.lens = lens;
+	b->job.streams = streams;
+	b->job.kafka_ts_usec = kts;
+	b->job.max_future_usec = decode_max_future_usec();
+	b->job.arena = b->arena;
+	b->job.out = palloc(sizeof(DecodedMessage) * b->messages);
+	MemoryContextSwitchTo(old);
+	b->submitted = true;
+	decode_thread_submit(&b->job);
+}
+
+/*
+ * Turn a decoded batch into staged rows and dead letters (main thread: it may check the
+ * database encoding and allocate).
+ */
+static void
+absorb_batch(Batch *b)
+{
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+	if (b->job.oom)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory in decoder")));
+	for (int i = 0; i < b->messages; i++)
+	{
+		rd_kafka_message_t *m = b->msgs[i];
+		DecodedMessage *msg = &b->job.out[i];
+		PartState  *p = &parts[b->msg_part[i]];
+		bool		refill = b->msg_refill[i];
+		TimestampTz event_time;
+		TimestampTz kafka_timestamp = DT_NOBEGIN;
+
+		if (msg->error)
+		{
+			if (!refill)
+				add_dead_letter(b, p, m, -1, b->job.bufs[i], b->job.lens[i], msg->error);
+			continue;
+		}
+		decode_check_encoding(msg, p->stream);
+		event_time = decode_event_time(msg);
+		if (b->job.kafka_ts_usec[i] != INT64_MIN)
+			kafka_timestamp = (TimestampTz) (b->job.kafka_ts_usec[i] -
+											 decode_kafka_ts_usec(0));
+		for (int r = 0; r < msg->nrows; r++)
+		{
+			DecodedRow *row = &msg->rows[r];
+			int			s = p->stream;
+			StagedRow  *sr;
+
+			if (row->error)
+			{
+				if (!refill)
+					add_dead_letter(b, p, m, row->row_index, row->raw, row->raw_len, row->error);
+				continue;
+			}
+			if (b->nrows[s] == b->caprows[s])
+			{
+				b->caprows[s] = b->caprows[s] ? b->caprows[s] * 2 : 1024;
+				b->rows[s] = b->rows[s]
+					? repalloc_huge(b->rows[s], sizeof(StagedRow) * b->caprows[s])
+					: palloc(sizeof(StagedRow) * b->caprows[s]);
+			}
+			sr = &b->rows[s][b->nrows[s]++];
+			sr->row = row;
+			sr->partition = p->partition;
+			sr->offset = m->offset;
+			sr->event_time = event_time;
+			sr->kafka_timestamp = kafka_timestamp;
+			b->total_rows++;
+			p->rows++;
+		}
+	}
+	rows_per_message = 0.9 * rows_per_message +
+		0.1 * ((double) (b->total_rows + b->ndead) / Max(b->messages, 1));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Write the batch in one transaction, then tell Kafka, then let the batch go.
  */
 static void
 commit_batch(Batch *b)
@@ -607,6 +745,14 @@ commit_batch(Batch *b)
 	TimestampTz start = GetCurrentTimestamp();
 	int64		batch_id;
 	double		ms;
+
+	absorb_batch(b);
+	for (int i = 0; i < nparts; i++)
+	{
+		parts[i].in_batch = b->in_batch[i];
+		parts[i].batch_first = b->first[i];
+		parts[i].batch_last = b->last[i];
+	}
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -616,7 +762,7 @@ commit_batch(Batch *b)
 
 	batch_id = positions_next_batch_id();
 	{
-		MemoryContext old = MemoryContextSwitchTo(batch_context);
+		MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
 		for (int s = 0; s < DECODE_NSTREAMS; s++)
 			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
@@ -635,6 +781,8 @@ commit_batch(Batch *b)
 		if (parts[i].in_batch && parts[i].batch_last + 1 > parts[i].durable_offset)
 			parts[i].durable_offset = parts[i].batch_last + 1;
 	kafka_commit_offsets(&source, parts, nparts);
+	for (int i = 0; i < nparts; i++)
+		parts[i].in_batch = false;
 
 	ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
 	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
@@ -649,6 +797,8 @@ commit_batch(Batch *b)
 			: 0.8 * anomstream_shared->rows_per_sec + 0.2 * rate;
 	}
 	LWLockRelease(anomstream_shared->lock);
+	MemoryContextSwitchTo(TopMemoryContext);
+	batch_reset(b);
 }
 
 /*
