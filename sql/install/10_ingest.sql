@@ -31,7 +31,6 @@ CREATE UNLOGGED TABLE anomstream.process_events (
 	kafka_timestamp	timestamptz
 );
 CREATE INDEX process_events_batch_brin ON anomstream.process_events USING brin (batch_id);
-CREATE INDEX process_events_time_brin ON anomstream.process_events USING brin (event_time);
 COMMENT ON TABLE anomstream.process_events IS
 	'Decoded process rows (UNLOGGED cache of recent input; refilled from Kafka after a crash).';
 
@@ -60,7 +59,6 @@ CREATE UNLOGGED TABLE anomstream.memory_events (
 	kafka_timestamp	timestamptz
 );
 CREATE INDEX memory_events_batch_brin ON anomstream.memory_events USING brin (batch_id);
-CREATE INDEX memory_events_time_brin ON anomstream.memory_events USING brin (event_time);
 COMMENT ON TABLE anomstream.memory_events IS
 	'Decoded memory rows (UNLOGGED cache of recent input; refilled from Kafka after a crash).';
 

@@ -235,6 +235,16 @@ have_chunk:
 
 /*---- scanner ----*/
 
+/* Bytes that end a plain run inside a JSON string: '"', '\\' and control characters. */
+static const unsigned char string_special[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
 typedef struct Scanner
 {
 	const char *p;				/* next byte */
@@ -366,14 +376,12 @@ scan_string(Scanner *s, Token *tok)
 	tok->has_nul = false;
 
 	/* Fast path: find the closing quote; fall back when a backslash appears. */
-	while (q < s->end && *q != '"' && *q != '\\')
-	{
-		if ((unsigned char) *q < 0x20)
-		{
-			scan_fail(s, "invalid JSON: control character in string");
-			return false;
-		}
+	while (q < s->end && !string_special[(unsigned char) *q])
 		q++;
+	if (q < s->end && (unsigned char) *q < 0x20)
+	{
+		scan_fail(s, "invalid JSON: control character in string");
+		return false;
 	}
 	if (q >= s->end)
 	{
@@ -395,9 +403,22 @@ scan_string(Scanner *s, Token *tok)
 	{
 		const char *e = q;
 
-		while (e < s->end && *e != '"')
-			e += (*e == '\\') ? 2 : 1;
-		if (e >= s->end)
+		/* the next quote not escaped by an odd number of backslashes */
+		for (;;)
+		{
+			const char *bs;
+
+			e = memchr(e, '"', s->end - e);
+			if (e == NULL)
+				break;
+			bs = e;
+			while (bs > q && bs[-1] == '\\')
+				bs--;
+			if (((e - bs) & 1) == 0)
+				break;
+			e++;
+		}
+		if (e == NULL)
 		{
 			scan_fail(s, "invalid JSON: unterminated string");
 			return false;
@@ -421,7 +442,7 @@ scan_string(Scanner *s, Token *tok)
 			/* copy the run up to the next quote, backslash or control character */
 			const char *r = q;
 
-			while (r < s->end && *r != '"' && *r != '\\' && (unsigned char) *r >= 0x20)
+			while (r < s->end && !string_special[(unsigned char) *r])
 				r++;
 			if (r == q)
 			{
