@@ -729,6 +729,10 @@ skip_container(Scanner *s, TokenType opened)
 
 /*---- value conversion ----*/
 
+/* Returned for an arena allocation failure; callers turn it into scanner OOM, never into a
+ * dead letter (running out of memory says nothing about the data). */
+static const char oom_error[] = "out of memory";
+
 static const double pow10_exact[] = {
 	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
 	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
@@ -1004,24 +1008,37 @@ convert_value(DecodeArena *arena, const DecodeColumn *col, const Token *tok, Dec
 			return NULL;
 
 		case KIND_TEXT:
-			if (tok->type == TOK_STRING)
 			{
-				if (tok->has_nul)
-					return column_error(arena, "text contains NUL (\\u0000) in column", col->name);
-				if (!utf8_valid((const unsigned char *) tok->ptr, tok->len))
-					return column_error(arena, "text is not valid UTF-8 in column", col->name);
-				val->v.s.ptr = tok->ptr;
-				val->v.s.len = (uint32_t) tok->len;
-			}
-			else if (tok->type == TOK_NUMBER)
-			{
-				val->v.s.ptr = tok->ptr;
-				val->v.s.len = (uint32_t) tok->len;
-			}
-			else
-			{
-				val->v.s.ptr = tok->type == TOK_TRUE ? "true" : "false";
-				val->v.s.len = tok->type == TOK_TRUE ? 4 : 5;
+				const char *src;
+				size_t		len;
+				char	   *copy;
+
+				if (tok->type == TOK_STRING)
+				{
+					if (tok->has_nul)
+						return column_error(arena, "text contains NUL (\\u0000) in column", col->name);
+					if (!utf8_valid((const unsigned char *) tok->ptr, tok->len))
+						return column_error(arena, "text is not valid UTF-8 in column", col->name);
+					src = tok->ptr;
+					len = tok->len;
+				}
+				else if (tok->type == TOK_NUMBER)
+				{
+					src = tok->ptr;
+					len = tok->len;
+				}
+				else
+				{
+					src = tok->type == TOK_TRUE ? "true" : "false";
+					len = tok->type == TOK_TRUE ? 4 : 5;
+				}
+				/* a copy with headroom for a varlena header (decode.h) */
+				copy = arena_alloc(arena, DECODE_TEXT_HEADROOM + len);
+				if (copy == NULL)
+					return oom_error;
+				memcpy(copy + DECODE_TEXT_HEADROOM, src, len);
+				val->v.s.ptr = copy + DECODE_TEXT_HEADROOM;
+				val->v.s.len = (uint32_t) len;
 			}
 			return NULL;
 	}
@@ -1097,6 +1114,12 @@ parse_row_members(Scanner *s, DecodeStream stream, DecodedRow *row)
 			seen |= UINT32_C(1) << c;
 			if (row->error == NULL)
 				row->error = convert_value(s->arena, &cols[c], &val, &row->values[c]);
+			if (row->error == oom_error)
+			{
+				s->oom = true;
+				scan_fail(s, oom_error);
+				return false;
+			}
 		}
 		if ((val.type == TOK_OBJECT || val.type == TOK_ARRAY) && !skip_container(s, val.type))
 			return false;
@@ -1137,13 +1160,14 @@ derive_columns(DecodeArena *arena, DecodeStream stream, DecodedRow *row)
 	row->cmd_pid_len = 0;
 	if (!cmd->isnull && !pid->isnull)
 	{
-		char	   *buf = arena_alloc(arena, cmd->v.s.len + 16);
+		char	   *buf = arena_alloc(arena, DECODE_TEXT_HEADROOM + cmd->v.s.len + 16);
 
 		if (buf == NULL)
 		{
-			row->error = "out of memory";
+			row->error = oom_error;
 			return;
 		}
+		buf += DECODE_TEXT_HEADROOM;
 		{
 		char		digits[12];
 		int			nd = 0;
@@ -1238,6 +1262,11 @@ parse_row(Scanner *s, DecodeStream stream, DecodedRow *row)
 	}
 	if (row->error == NULL)
 		derive_columns(s->arena, stream, row);
+	if (row->error == oom_error)
+	{
+		s->oom = true;
+		return false;
+	}
 	return true;
 }
 

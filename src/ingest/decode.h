@@ -25,6 +25,7 @@ typedef enum DecodeStream
 } DecodeStream;
 
 #define DECODE_NSTREAMS 2
+#define DECODE_TEXT_HEADROOM 4		/* writable bytes before every text value, see below */
 #define DECODE_MAX_COLS 16
 
 /* How a column's JSON value is converted */
@@ -49,9 +50,14 @@ typedef struct DecodeValue
 	{
 		int32_t		i;
 		double		f;
+		/*
+		 * Text (and DecodedRow.cmd_pid) is not NUL-terminated and lives in the arena with
+		 * DECODE_TEXT_HEADROOM writable bytes before ptr, 4-byte aligned, so the server side
+		 * can write a varlena header in place instead of copying.
+		 */
 		struct
 		{
-			const char *ptr;	/* not NUL-terminated; lives in the arena or the message */
+			const char *ptr;
 			uint32_t	len;
 		}			s;
 	}			v;

@@ -125,6 +125,19 @@ decode_kafka_ts_usec(TimestampTz kafka_ts)
 }
 
 /*
+ * A text Datum made in place from decoder output (which leaves room for the header).
+ */
+Datum
+decode_text_datum(const char *ptr, uint32 len)
+{
+	struct varlena *v = (struct varlena *) (ptr - DECODE_TEXT_HEADROOM);
+
+	StaticAssertStmt(DECODE_TEXT_HEADROOM == VARHDRSZ, "headroom must fit a varlena header");
+	SET_VARSIZE(v, len + VARHDRSZ);
+	return PointerGetDatum(v);
+}
+
+/*
  * A decoded column value as a Datum of its staging type (int4, float8 or text).
  */
 Datum
@@ -138,7 +151,7 @@ decode_value_datum(const DecodeColumn *col, const DecodeValue *v)
 		case KIND_UNIT:
 			return Float8GetDatum(v->v.f);
 		case KIND_TEXT:
-			return PointerGetDatum(cstring_to_text_with_len(v->v.s.ptr, v->v.s.len));
+			return decode_text_datum(v->v.s.ptr, v->v.s.len);
 	}
 	elog(ERROR, "unexpected column kind %d", (int) col->kind);
 	return (Datum) 0;
@@ -204,8 +217,7 @@ decode_fill_row(const DecodeColumnMap *map, DecodeStream stream, const DecodedRo
 	}
 	if (map->cmd_pid && row->cmd_pid)
 	{
-		values[map->cmd_pid - 1] =
-			PointerGetDatum(cstring_to_text_with_len(row->cmd_pid, row->cmd_pid_len));
+		values[map->cmd_pid - 1] = decode_text_datum(row->cmd_pid, row->cmd_pid_len);
 		nulls[map->cmd_pid - 1] = false;
 	}
 	if (map->event_time)

@@ -33,6 +33,7 @@ extern void decode_check_encoding(DecodedMessage *msg, DecodeStream stream);
 extern TimestampTz decode_event_time(const DecodedMessage *msg);
 extern int64 decode_max_future_usec(void);
 extern int64 decode_kafka_ts_usec(TimestampTz kafka_ts);
+extern Datum decode_text_datum(const char *ptr, uint32 len);
 extern Datum decode_value_datum(const DecodeColumn *col, const DecodeValue *v);
 extern void decode_map_columns(TupleDesc tupdesc, DecodeStream stream, DecodeColumnMap *map);
 extern void decode_fill_row(const DecodeColumnMap *map, DecodeStream stream,

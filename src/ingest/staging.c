@@ -56,6 +56,8 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 	ResultRelInfo *rri;
 	CommandId	cid;
 	AttrNumber	a_kafka_ts;
+	TupleTableSlot **hslots;
+	int			ngroup;
 
 	if (nrows == 0)
 		return;
@@ -110,29 +112,44 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 	/* Score the whole batch of this stream in one XGBoost call (DESIGN.md §4). */
 	anomstream_score_slots(rel, slots, nrows);
 
-	/* Insert in groups, then the index entries of each group. */
+	/*
+	 * Insert in groups, then the index entries of each group. Each row's heap tuple is
+	 * formed once, straight from the slot's values, into a heap slot that owns it, so
+	 * table_multi_insert copies nothing more.
+	 */
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 	bistate = GetBulkInsertState();
 	cid = GetCurrentCommandId(true);
+	ngroup = Min(STAGING_INSERT_GROUP, nrows);
+	hslots = palloc(sizeof(TupleTableSlot *) * ngroup);
+	for (int i = 0; i < ngroup; i++)
+		hslots[i] = MakeTupleTableSlot(slotdesc, &TTSOpsHeapTuple);
 	for (int start = 0; start < nrows; start += STAGING_INSERT_GROUP)
 	{
 		int			n = Min(STAGING_INSERT_GROUP, nrows - start);
 
-		table_multi_insert(rel, &slots[start], n, cid, 0, bistate);
-		for (int i = start; i < start + n; i++)
+		for (int i = 0; i < n; i++)
+		{
+			TupleTableSlot *v = slots[start + i];
+
+			ExecStoreHeapTuple(heap_form_tuple(slotdesc, v->tts_values, v->tts_isnull),
+							   hslots[i], true);
+		}
+		table_multi_insert(rel, hslots, n, cid, 0, bistate);
+		for (int i = 0; i < n; i++)
 		{
 			if (rri->ri_NumIndices > 0)
 			{
 				List	   *recheck;
 
-				recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false,
+				recheck = ExecInsertIndexTuples(rri, hslots[i], estate, false, false,
 												NULL, NIL);
 				list_free(recheck);
 			}
-			ExecDropSingleTupleTableSlot(slots[i]);
+			ExecClearTuple(hslots[i]);
 		}
 		ResetPerTupleExprContext(estate);
 	}
