@@ -28,3 +28,11 @@ ensure_test_user() {
 	fi
 	id "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash "$u"
 }
+
+# Install the npm packages of the Parquet reader checks (test/parquet: hyparquet, parquet-wasm,
+# DuckDB) from their lockfile, when node_modules is missing.
+install_parquet_checker() {
+	local dir=${1:-test/parquet}
+	[ -d "$dir/node_modules" ] && return 0
+	npm ci --prefix "$dir" --no-audit --no-fund >/dev/null
+}
