@@ -45,6 +45,7 @@ build_and_install() {
 	make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null 2>&1
 	make -s PG_CONFIG="$PG_CONFIG" EXTRA_CFLAGS="-Werror" &&
 		make -s PG_CONFIG="$PG_CONFIG" install >/dev/null &&
+		make -s -C src/web EXTRA_CFLAGS="-Werror" &&
 		make -s -C test/tools &&
 		chown -R "$TEST_USER": "$ROOT"
 }

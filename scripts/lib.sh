@@ -3,7 +3,7 @@
 # Debian packages anomstream builds, tests and runs with.
 ANOMSTREAM_PACKAGES="build-essential clang postgresql-15 postgresql-server-dev-15 \
 libipc-run-perl librdkafka-dev libjson-c-dev libxgboost-dev libzstd-dev libsnappy-dev \
-zlib1g-dev libpq-dev libmicrohttpd-dev kcat python3 python3-xgboost nodejs npm"
+zlib1g-dev libpq-dev libmicrohttpd-dev kcat python3 python3-xgboost nodejs npm chromium"
 
 # Install the packages (as root) if any is missing.
 install_packages() {

@@ -46,6 +46,7 @@ int			anomstream_late_rows_retention = 7 * 86400;
 int			anomstream_sink_roll_rows = 1000000;
 int			anomstream_sink_roll_interval = 60;
 int			anomstream_xgboost_threads = 1;
+int			anomstream_model_cache_size = 16;
 
 /*
  * Define an integer setting; the wrapper keeps the list below one line per setting.
@@ -160,6 +161,9 @@ anomstream_guc_init(void)
 	define_int("anomstream.xgboost_threads",
 			   "Threads XGBoost may use in one backend.",
 			   &anomstream_xgboost_threads, 1, 1, 64, PGC_USERSET, 0);
+	define_int("anomstream.model_cache_size",
+			   "Model versions one backend keeps loaded (least recently used ones are unloaded).",
+			   &anomstream_model_cache_size, 16, 1, 1000, PGC_USERSET, 0);
 
 	MarkGUCPrefixReserved("anomstream");
 }

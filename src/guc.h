@@ -49,6 +49,7 @@ extern int	anomstream_sink_roll_interval;	/* s */
 
 /* scoring */
 extern int	anomstream_xgboost_threads;
+extern int	anomstream_model_cache_size;	/* loaded model versions per backend */
 
 extern void anomstream_guc_init(void);
 

@@ -1,5 +1,691 @@
-/* placeholder, replaced by the ingestion commit */
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The pipeline worker: Kafka → decode → staging, one transaction per micro-batch.
+ *
+ * Loop: collect messages until the batch is full (anomstream.max_batch_rows/_bytes), the
+ * consumer queue runs dry, or anomstream.trigger_interval passes; then one transaction
+ * inserts the staging rows (staging.c), the dead letters and the positions (positions.c).
+ * Offsets are committed to the Kafka group only after PostgreSQL committed.
+ *
+ * Invariants:
+ *	- Nothing the worker keeps in memory is authoritative: after any error the batch's
+ *	  transaction aborts, the in-memory batch is dropped, and the worker re-reads its
+ *	  positions from PostgreSQL and re-assigns Kafka there (retrying with backoff 1-60 s).
+ *	- Decoding never raises; bad input becomes dead letters inside the same transaction.
+ *	- Per-batch memory lives in batch_context and the decoder's arena; both are reset after
+ *	  every batch, committed or not.
+ *	- The worker never blocks in librdkafka for longer than anomstream.poll_timeout, so
+ *	  SIGTERM, SIGHUP and postmaster death are noticed promptly.
+ *
+ *-------------------------------------------------------------------------
+ */
 #include "postgres.h"
+
+#include <malloc.h>
+#include <setjmp.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "shmem.h"
+#include "ingest/consumer.h"
+#include "ingest/decode_pg.h"
+#include "ingest/positions.h"
+#include "ingest/staging.h"
 #include "ingest/worker.h"
-void anomstream_worker_register(void) {}
-void anomstream_worker_main(Datum arg) {}
+
+#define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define RETENTION_INTERVAL_MS 10000
+#define METADATA_INTERVAL_MS 30000
+#define EXTENSION_WAIT_MS 5000
+
+/* The micro-batch being collected */
+typedef struct Batch
+{
+	StagedRow  *rows[DECODE_NSTREAMS];
+	int			nrows[DECODE_NSTREAMS];
+	int			caprows[DECODE_NSTREAMS];
+	DeadLetter *dead;
+	int			ndead;
+	int			capdead;
+	int			messages;
+	int64		bytes;
+	int			total_rows;
+} Batch;
+
+static MemoryContext batch_context = NULL;
+static DecodeArena *arena = NULL;
+static KafkaSource source;
+static bool source_open = false;
+static PartState *parts = NULL;
+static int	nparts = 0;
+static int	backoff_ms = 0;
+
+static bool setup(void);
+static void teardown(void);
+static void collect_batch(Batch *batch);
+static void commit_batch(Batch *batch);
+static void run_retention(void);
+static void publish_parts(void);
+static void wait_ms(long ms);
+
+/*
+ * Register the worker when the library is preloaded.
+ */
+void
+anomstream_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* After a crash the postmaster restarts everything; restart us soon, not at once. */
+	worker.bgw_restart_time = RESTART_SECONDS;
+	strlcpy(worker.bgw_library_name, "anomstream", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "anomstream_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "anomstream worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "anomstream worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Sleep on the latch for up to ms, handling interrupts and reloads.
+ */
+static void
+wait_ms(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
+					 PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Apply a pending configuration reload; true if the Kafka source must be rebuilt.
+ */
+static bool
+reload_config(void)
+{
+	char	   *old_brokers;
+	char	   *old_topics;
+	char	   *old_options;
+	char	   *old_partitions;
+	bool		changed;
+
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	old_brokers = pstrdup(anomstream_brokers);
+	old_topics = pstrdup(anomstream_topics);
+	old_options = pstrdup(anomstream_kafka_options);
+	old_partitions = pstrdup(anomstream_partitions);
+	ProcessConfigFile(PGC_SIGHUP);
+	changed = strcmp(old_brokers, anomstream_brokers) != 0 ||
+		strcmp(old_topics, anomstream_topics) != 0 ||
+		strcmp(old_options, anomstream_kafka_options) != 0 ||
+		strcmp(old_partitions, anomstream_partitions) != 0;
+	pfree(old_brokers);
+	pfree(old_topics);
+	pfree(old_options);
+	pfree(old_partitions);
+	return changed;
+}
+
+/*
+ * Worker entry point.
+ */
+void
+anomstream_worker_main(Datum arg)
+{
+	sigjmp_buf	local_sigjmp_buf;
+	volatile bool need_setup = true;
+	volatile TimestampTz last_retention = 0;
+	volatile TimestampTz last_metadata = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(anomstream_database,
+										 anomstream_role[0] ? anomstream_role : NULL, 0);
+	pgstat_report_appname("anomstream worker");
+
+	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
+	anomstream_shared->worker_pid = MyProcPid;
+	anomstream_shared->npartitions = 0;
+	anomstream_shared->batches = 0;
+	anomstream_shared->bootstrap[0] = '\0';
+	LWLockRelease(anomstream_shared->lock);
+	anomstream_set_state(WORKER_STARTING, NULL);
+
+	/*
+	 * A micro-batch allocates tens of MB and frees them again: keep that memory in the
+	 * process (this is the worker's own process) instead of mapping fresh zeroed pages for
+	 * every batch.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+	batch_context = AllocSetContextCreate(TopMemoryContext, "anomstream batch",
+										  0, 1024 * 1024, 8 * 1024 * 1024);
+	arena = decode_arena_create();
+	if (arena == NULL)
+		ereport(FATAL, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	/*
+	 * Error recovery: abort the batch, drop everything in memory, back off, and start over
+	 * from the positions in PostgreSQL.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ErrorData  *edata;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		anomstream_set_state(WORKER_ERROR, edata->message);
+		FreeErrorData(edata);
+		MemoryContextReset(batch_context);
+		decode_arena_reset(arena);
+		teardown();
+		need_setup = true;
+		RESUME_INTERRUPTS();
+		backoff_ms = Min(Max(backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
+		wait_ms(backoff_ms);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		Batch		batch;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (reload_config())
+		{
+			teardown();
+			need_setup = true;
+		}
+		if (need_setup)
+		{
+			if (!setup())
+				continue;		/* setup waited; try again */
+			need_setup = false;
+		}
+
+		MemoryContextSwitchTo(batch_context);
+		memset(&batch, 0, sizeof(batch));
+		collect_batch(&batch);
+		if (batch.messages > 0)
+			commit_batch(&batch);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(batch_context);
+		decode_arena_reset(arena);
+		publish_parts();
+
+		now = GetCurrentTimestamp();
+		if (TimestampDifferenceExceeds(last_retention, now, RETENTION_INTERVAL_MS))
+		{
+			run_retention();
+			last_retention = now;
+		}
+		if (TimestampDifferenceExceeds(last_metadata, now, METADATA_INTERVAL_MS))
+		{
+			/* New partitions: rebuild the assignment (positions come from PostgreSQL). */
+			if (last_metadata != 0 && source_open)
+			{
+				PartState  *fresh;
+				char		errbuf[512];
+				int			n;
+
+				MemoryContextSwitchTo(batch_context);
+				n = kafka_list_partitions(&source, &fresh, errbuf, sizeof(errbuf));
+				MemoryContextSwitchTo(TopMemoryContext);
+				MemoryContextReset(batch_context);
+				if (n > nparts)
+				{
+					ereport(LOG, (errmsg("anomstream: %d new partitions, reassigning", n - nparts)));
+					need_setup = true;
+					teardown();
+				}
+			}
+			last_metadata = now;
+		}
+	}
+}
+
+/*
+ * Does the extension exist in our database? (Own transaction.)
+ */
+static bool
+extension_installed(void)
+{
+	bool		found;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	found = OidIsValid(get_extension_oid("anomstream", true));
+	CommitTransactionCommand();
+	return found;
+}
+
+/*
+ * Wait until the worker can run, then open Kafka, read positions and assign partitions.
+ * Returns false (after waiting) if it should be retried.
+ */
+static bool
+setup(void)
+{
+	char		errbuf[512];
+	bool		refill;
+
+	if (anomstream_brokers == NULL || anomstream_brokers[0] == '\0')
+	{
+		anomstream_set_state(WORKER_IDLE_NO_BROKERS, NULL);
+		wait_ms(10000);
+		return false;
+	}
+	if (RecoveryInProgress())
+	{
+		anomstream_set_state(WORKER_WAITING_FOR_RECOVERY, NULL);
+		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
+	if (!extension_installed())
+	{
+		anomstream_set_state(WORKER_WAITING_FOR_EXTENSION, NULL);
+		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
+
+	if (!source_open)
+	{
+		if (!kafka_open(&source, errbuf, sizeof(errbuf)))
+		{
+			kafka_close(&source);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("anomstream: cannot create the Kafka consumer"),
+					 errdetail("%s", errbuf)));
+		}
+		source_open = true;
+		LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
+		strlcpy(anomstream_shared->bootstrap, source.bootstrap, ANOMSTREAM_MSG_LEN);
+		anomstream_shared->embedded = source.embedded;
+		LWLockRelease(anomstream_shared->lock);
+	}
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	if (parts)
+	{
+		pfree(parts);
+		parts = NULL;
+		nparts = 0;
+	}
+	nparts = kafka_list_partitions(&source, &parts, errbuf, sizeof(errbuf));
+	if (nparts < 0)
+	{
+		nparts = 0;
+		anomstream_set_state(WORKER_WAITING_FOR_BROKER, errbuf);
+		backoff_ms = Min(Max(backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
+		wait_ms(backoff_ms);
+		return false;
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	refill = positions_prepare_start(parts, nparts);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(TopMemoryContext);
+	if (refill)
+		ereport(LOG, (errmsg("anomstream: staging is empty after a crash or first start; refilling it from Kafka")));
+
+	if (!kafka_assign(&source, parts, nparts, errbuf, sizeof(errbuf)))
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("anomstream: cannot assign Kafka partitions"),
+				 errdetail("%s", errbuf)));
+	publish_parts();
+	anomstream_set_state(WORKER_RUNNING, NULL);
+	backoff_ms = 0;
+	return true;
+}
+
+/*
+ * Drop the Kafka source (it is rebuilt by setup()).
+ */
+static void
+teardown(void)
+{
+	if (source_open)
+	{
+		kafka_close(&source);
+		source_open = false;
+	}
+}
+
+/*
+ * The worker's state for a message's topic-partition.
+ */
+static PartState *
+part_for(rd_kafka_message_t *m)
+{
+	const char *topic = rd_kafka_topic_name(m->rkt);
+
+	for (int i = 0; i < nparts; i++)
+		if (parts[i].partition == m->partition && strcmp(parts[i].topic, topic) == 0)
+			return &parts[i];
+	return NULL;
+}
+
+/*
+ * Remember a dead letter (bytes copied into batch memory).
+ */
+static void
+add_dead_letter(Batch *b, PartState *p, rd_kafka_message_t *m, int32 row_index,
+				const char *value, size_t value_len, const char *error)
+{
+	DeadLetter *dl;
+
+	if (b->ndead == b->capdead)
+	{
+		b->capdead = b->capdead ? b->capdead * 2 : 16;
+		b->dead = b->dead ? repalloc(b->dead, sizeof(DeadLetter) * b->capdead)
+			: palloc(sizeof(DeadLetter) * b->capdead);
+	}
+	dl = &b->dead[b->ndead++];
+	dl->topic = p->topic;
+	dl->partition = p->partition;
+	dl->offset = m->offset;
+	dl->row_index = row_index;
+	dl->key = m->key ? memcpy(palloc(m->key_len), m->key, m->key_len) : NULL;
+	dl->key_len = m->key_len;
+	dl->value = value_len ? memcpy(palloc(value_len), value, value_len) : "";
+	dl->value_len = value_len;
+	dl->error = pstrdup(error);
+	p->dead_letters++;
+}
+
+/*
+ * Decode one message into the batch.
+ */
+static void
+add_message(Batch *b, PartState *p, rd_kafka_message_t *m)
+{
+	DecodedMessage msg;
+	rd_kafka_timestamp_type_t tstype;
+	int64		kts = rd_kafka_message_timestamp(m, &tstype);
+	bool		refill = m->offset < p->refill_until;
+	TimestampTz event_time;
+	const char *value = m->payload ? (const char *) m->payload : "";
+
+	if (!decode_message(arena, p->stream, value, m->len,
+						(tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || kts < 0)
+						? INT64_MIN : kts * 1000,
+						decode_max_future_usec(), &msg))
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory in decoder")));
+
+	if (!p->in_batch)
+	{
+		p->in_batch = true;
+		p->batch_first = m->offset;
+	}
+	p->batch_last = m->offset;
+	p->next_offset = m->offset + 1;
+	p->messages++;
+	p->last_message_at = GetCurrentTimestamp();
+	b->messages++;
+	b->bytes += m->len;
+
+	if (msg.error)
+	{
+		if (!refill)
+			add_dead_letter(b, p, m, -1, value, m->len, msg.error);
+		return;
+	}
+	decode_check_encoding(&msg, p->stream);
+	event_time = decode_event_time(&msg);
+	for (int r = 0; r < msg.nrows; r++)
+	{
+		DecodedRow *row = &msg.rows[r];
+		int			s = p->stream;
+		StagedRow  *sr;
+
+		if (row->error)
+		{
+			if (!refill)
+				add_dead_letter(b, p, m, row->row_index, row->raw, row->raw_len, row->error);
+			continue;
+		}
+		if (b->nrows[s] == b->caprows[s])
+		{
+			b->caprows[s] = b->caprows[s] ? b->caprows[s] * 2 : 1024;
+			b->rows[s] = b->rows[s] ? repalloc_huge(b->rows[s], sizeof(StagedRow) * b->caprows[s])
+				: palloc(sizeof(StagedRow) * b->caprows[s]);
+		}
+		sr = &b->rows[s][b->nrows[s]++];
+		sr->row = row;
+		sr->partition = p->partition;
+		sr->offset = m->offset;
+		sr->event_time = event_time;
+		b->total_rows++;
+		p->rows++;
+	}
+}
+
+/*
+ * Collect one micro-batch: until it is full, the queue is drained, or the trigger interval
+ * passed.
+ */
+static void
+collect_batch(Batch *b)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	int64		max_bytes = (int64) anomstream_max_batch_bytes * 1024;
+
+	for (int i = 0; i < nparts; i++)
+		parts[i].in_batch = false;
+
+	for (;;)
+	{
+		rd_kafka_message_t *m;
+		long		elapsed_ms;
+		int			timeout;
+
+		if (ConfigReloadPending || ProcDiePending || !PostmasterIsAlive())
+			break;
+		elapsed_ms = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
+		if (elapsed_ms >= anomstream_trigger_interval)
+			break;
+		/* With rows in hand, do not wait: a drained queue ends the batch. */
+		timeout = b->messages > 0 ? 0
+			: (int) Min(anomstream_poll_timeout, anomstream_trigger_interval - elapsed_ms);
+		m = rd_kafka_consumer_poll(source.rk, timeout);
+		if (m == NULL)
+		{
+			if (b->messages > 0)
+				break;
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		if (m->err)
+		{
+			PartState  *p = m->rkt ? part_for(m) : NULL;
+
+			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			{
+				if (p)
+					p->caught_up = true;
+				source.all_brokers_down = false;
+			}
+			else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+					 m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
+			{
+				if (p && !p->gap)
+				{
+					p->gap = true;
+					ereport(LOG,
+							(errmsg("anomstream: partition %s/%d: position %lld is no longer in Kafka",
+									p->topic, p->partition, (long long) p->next_offset),
+							 errdetail("%s", rd_kafka_message_errstr(m))));
+				}
+			}
+			else
+				snprintf(source.last_error, sizeof(source.last_error), "%s",
+						 rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		{
+			PartState  *p = part_for(m);
+
+			source.all_brokers_down = false;
+			if (p != NULL && m->offset >= p->next_offset)
+			{
+				p->caught_up = false;
+				add_message(b, p, m);
+			}
+		}
+		rd_kafka_message_destroy(m);
+		if (b->total_rows >= anomstream_max_batch_rows || b->bytes >= max_bytes)
+			break;
+	}
+	anomstream_set_state(source.all_brokers_down ? WORKER_WAITING_FOR_BROKER : WORKER_RUNNING,
+						 source.all_brokers_down ? source.last_error : NULL);
+}
+
+/*
+ * Write the batch in one transaction, then tell Kafka.
+ */
+static void
+commit_batch(Batch *b)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	int64		batch_id;
+	double		ms;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "anomstream micro-batch");
+
+	batch_id = positions_next_batch_id();
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch_context);
+
+		for (int s = 0; s < DECODE_NSTREAMS; s++)
+			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
+		MemoryContextSwitchTo(old);
+	}
+	positions_insert_dead_letters(b->dead, b->ndead);
+	positions_record_batch(parts, nparts, batch_id);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (int i = 0; i < nparts; i++)
+		if (parts[i].in_batch && parts[i].batch_last + 1 > parts[i].durable_offset)
+			parts[i].durable_offset = parts[i].batch_last + 1;
+	kafka_commit_offsets(&source, parts, nparts);
+
+	ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
+	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
+	{
+		double		secs = Max(ms / 1000.0, 0.001);
+		double		rate = b->total_rows / secs;
+
+		anomstream_shared->batches++;
+		anomstream_shared->last_batch_id = batch_id;
+		anomstream_shared->last_batch_ms = ms;
+		anomstream_shared->rows_per_sec = anomstream_shared->rows_per_sec == 0 ? rate
+			: 0.8 * anomstream_shared->rows_per_sec + 0.2 * rate;
+	}
+	LWLockRelease(anomstream_shared->lock);
+}
+
+/*
+ * Expire staging rows in their own short transaction.
+ */
+static void
+run_retention(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "anomstream staging retention");
+	positions_apply_retention();
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Copy per-partition figures to shared memory.
+ */
+static void
+publish_parts(void)
+{
+	int			n = Min(nparts, ANOMSTREAM_MAX_PARTITIONS);
+
+	for (int i = 0; i < n; i++)
+	{
+		int64		low,
+					high;
+
+		if (source_open &&
+			rd_kafka_get_watermark_offsets(source.rk, parts[i].topic, parts[i].partition,
+										   &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			high >= 0)
+			parts[i].high_watermark = high;
+	}
+	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
+	anomstream_shared->npartitions = n;
+	for (int i = 0; i < n; i++)
+	{
+		PartitionStatus *s = &anomstream_shared->parts[i];
+		PartState  *p = &parts[i];
+
+		strlcpy(s->topic, p->topic, ANOMSTREAM_NAME_LEN);
+		s->partition = p->partition;
+		s->next_offset = p->next_offset;
+		s->high_watermark = p->high_watermark;
+		s->messages = p->messages;
+		s->rows = p->rows;
+		s->dead_letters = p->dead_letters;
+		s->caught_up = p->caught_up;
+		s->last_message_at = p->last_message_at;
+	}
+	LWLockRelease(anomstream_shared->lock);
+}
