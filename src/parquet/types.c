@@ -326,7 +326,7 @@ numeric_unscaled(Numeric num, int scale, int128_t *out)
 				ndigits;
 	const int16 *digits;
 	int128_t	v = 0;
-	const int128_t limit = (int128_t) 1000000000000000000LL * 10000000000000000LL;	/* 1e34 */
+	const int128_t max = (int128_t) (((unsigned __int128) 1 << 127) - 1);
 	int			frac_digits;
 
 	if (!numeric_parts(num, &neg, &weight, &digits, &ndigits))
@@ -355,7 +355,7 @@ numeric_unscaled(Numeric num, int scale, int128_t *out)
 				mult /= 10;
 			}
 		}
-		if (v > limit)
+		if (v > (max - d) / mult)
 			return false;
 		v = v * mult + d;
 	}
