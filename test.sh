@@ -19,6 +19,7 @@ INSTALL=1
 
 if [ "$INSTALL" = 1 ]; then
 	install_packages || exit 1
+	install_parquet_checker || exit 1
 fi
 ensure_test_user "$TEST_USER" || exit 1
 

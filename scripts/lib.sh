@@ -67,3 +67,11 @@ cluster_psql() {
 throwaway_cluster_stop() {
 	as_pg_user "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast stop >/dev/null 2>&1 || true
 }
+
+# Install the npm packages of the Parquet reader checks (test/parquet: hyparquet, parquet-wasm,
+# DuckDB) from their lockfile, when node_modules is missing.
+install_parquet_checker() {
+	local dir=${1:-test/parquet}
+	[ -d "$dir/node_modules" ] && return 0
+	npm ci --prefix "$dir" --no-audit --no-fund >/dev/null
+}

@@ -16,6 +16,7 @@
 #include "guc.h"
 #include "shmem.h"
 #include "ingest/worker.h"
+#include "parquet/copy.h"
 
 PG_MODULE_MAGIC;
 
@@ -30,4 +31,5 @@ _PG_init(void)
 	anomstream_guc_init();
 	anomstream_shmem_init();
 	anomstream_worker_register();
+	anomstream_parquet_init();
 }
