@@ -3,7 +3,7 @@
 # Debian packages anomstream builds, tests and runs with.
 ANOMSTREAM_PACKAGES="build-essential clang postgresql-15 postgresql-server-dev-15 \
 libipc-run-perl librdkafka-dev libjson-c-dev libxgboost-dev libzstd-dev libsnappy-dev \
-zlib1g-dev libpq-dev libmicrohttpd-dev kcat python3 python3-xgboost nodejs npm chromium"
+zlib1g-dev libpq-dev libmicrohttpd-dev kcat python3 python3-xgboost chromium"
 
 # Install the packages (as root) if any is missing.
 install_packages() {
@@ -11,6 +11,8 @@ install_packages() {
 	for p in $ANOMSTREAM_PACKAGES; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 	done
+	# node and npm (the Parquet reader checks): the machine's own if present, else Debian's
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 	[ -z "$missing" ] && return 0
 	if [ "$(id -u)" != 0 ]; then
 		echo "missing packages:$missing (run as root to install them)" >&2
