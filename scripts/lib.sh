@@ -50,7 +50,8 @@ throwaway_cluster_start() {
 	mkdir -p "$CLUSTER_DIR"
 	chmod 755 "$CLUSTER_DIR"
 	[ "$(id -u)" = 0 ] && chown "${TEST_USER:-pgtest}" "$CLUSTER_DIR"
-	as_pg_user "$CLUSTER_BIN/initdb" -D "$CLUSTER_DIR/data" -A trust -U postgres >/dev/null || return 1
+	as_pg_user "$CLUSTER_BIN/initdb" -D "$CLUSTER_DIR/data" -A trust -U postgres -E UTF8 \
+		--locale=C.UTF-8 -N >/dev/null || return 1
 	cat >>"$CLUSTER_DIR/data/postgresql.conf" <<EOC
 port = $CLUSTER_PORT
 listen_addresses = ''
