@@ -4,7 +4,7 @@
  *	  The pipeline worker: Kafka → decode → staging, one transaction per micro-batch.
  *
  * Loop: collect messages until the batch is full (anomstream.max_batch_rows/_bytes), the
- * consumer queue stays empty for a few milliseconds, or anomstream.trigger_interval passes;
+ * consumer queue is empty, or anomstream.trigger_interval passes;
  * the decode thread (decode_thread.c) decodes it while this thread commits the previous
  * batch; then one transaction inserts the staging rows (staging.c, scored by score/), the
  * dead letters and the positions (positions.c). Offsets are committed to the Kafka group
@@ -62,7 +62,6 @@
 #define RETENTION_INTERVAL_MS 10000
 #define METADATA_INTERVAL_MS 30000
 #define EXTENSION_WAIT_MS 5000
-#define BATCH_LINGER_MS 5			/* an empty queue this long ends a started batch */
 
 /*
  * A micro-batch. Collected (raw messages, positions) on the main thread, decoded by the
@@ -521,9 +520,9 @@ batch_reset(Batch *b)
 }
 
 /*
- * Collect a batch of raw messages: until it is full, the consumer queue stays empty for
- * BATCH_LINGER_MS, or the trigger interval passed. Without may_wait it takes only what is
- * already there. max_batch_rows is applied through the running average of rows per message
+ * Collect a batch of raw messages: until it is full, the consumer queue is empty, or the
+ * trigger interval passed. Without may_wait it takes only what is already there. Batches grow
+ * by themselves under load: while one batch commits, the next one's messages queue up. max_batch_rows is applied through the running average of rows per message
  * (rows are only known once decoded); max_batch_bytes exactly.
  */
 static void
@@ -555,7 +554,7 @@ collect_batch(Batch *b, bool may_wait)
 		if (elapsed_ms >= anomstream_trigger_interval)
 			break;
 		if (b->messages > 0)
-			timeout = BATCH_LINGER_MS;
+			timeout = 0;		/* the queue ran dry: the batch is ready */
 		else if (may_wait)
 			timeout = (int) Min(anomstream_poll_timeout, anomstream_trigger_interval - elapsed_ms);
 		else
