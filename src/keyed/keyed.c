@@ -1,0 +1,541 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyed.c
+ *	  Keyed state operators run inside the micro-batch transaction (DESIGN.md §9).
+ *
+ * Invariants:
+ * - Exactly once: every state change happens in the worker's micro-batch transaction, so a
+ *   crash either keeps all of a batch's changes (with its durable position) or none.
+ * - Only the current batch's staging rows are read (batch_id = $1), and of those only rows
+ *   at or past their partition's durable position before the batch: rows below it are
+ *   refills after a crash that keyed state has already taken over.
+ * - Per operator and batch, the updater is called once per key with new values, the values
+ *   in (event_time, topic, partition, offset, row_index) order (topic is fixed by the
+ *   source table). Keys are visited in (first event_time, key) order.
+ * - The operator's expressions and its updater run as the operator's owner; state is read
+ *   and written as the worker's role.
+ * - Each operator runs in a subtransaction: a deterministic error (a bug in a user updater
+ *   or expression) rolls back that operator's changes for the batch, stops the operator
+ *   (enabled = false, last_error) and lets the rest of the batch commit. Transient errors
+ *   (cancel, out of memory, lock or serialization failures) abort the whole batch, which
+ *   the worker retries.
+ * - Watermark: until the pipeline's watermark exists, each operator uses its own: the largest
+ *   event_time it has seen minus anomstream.lateness. TTL evicts keys whose last event_time
+ *   is older than that watermark minus ttl.
+ * - Memory: everything per batch lives in one context deleted at the end; user updaters
+ *   run in a per-key context reset after each call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "keyed/keyed.h"
+
+/* One enabled operator, as read at the start of the batch */
+typedef struct KeyedOp
+{
+	int32		id;
+	char	   *name;
+	Oid			owner;
+	char	   *source;			/* regclass text, e.g. anomstream.process_events */
+	DecodeStream stream;
+	char	   *filter;			/* NULL: none */
+	char	   *key_expr;
+	char	   *value_expr;
+	Oid			updater;		/* InvalidOid for a built-in */
+	char	   *builtin;
+	int			builtin_arg;	/* 0: default */
+	bool		has_ttl;
+	int64		max_keys;		/* 0: unbounded */
+	bool		skip_new;
+	bool		has_max;
+	TimestampTz max_event_time;
+	int64		nkeys;
+} KeyedOp;
+
+/* What one operator did in this batch */
+typedef struct OpProgress
+{
+	int64		updates;
+	int64		evicted_ttl;
+	int64		evicted_limit;
+	int64		skipped_new;
+	KeyedCounts counts;
+	int64		nkeys;
+	TimestampTz max_event_time;
+} OpProgress;
+
+static int	load_operators(KeyedOp **ops);
+static char *refill_condition(DecodeStream stream, PartState *parts, int nparts);
+static void process_operator(KeyedOp *op, int64 batch_id, const char *refill);
+static bool transient_error(int sqlerrcode);
+static void stop_operator(KeyedOp *op, ErrorData *edata);
+
+/*
+ * Read the enabled operators, locking their rows so alter/drop wait for this batch.
+ */
+static int
+load_operators(KeyedOp **ops)
+{
+	int			n;
+
+	if (SPI_execute("SELECT id, name, owner, source::text, filter, key_expr, value_expr,"
+					" updater::oid, builtin, builtin_arg, ttl IS NOT NULL, max_keys,"
+					" on_limit OPERATOR(pg_catalog.=) 'skip_new', max_event_time, nkeys"
+					" FROM anomstream.keyed_operators WHERE enabled ORDER BY id"
+					" FOR NO KEY UPDATE", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read anomstream.keyed_operators");
+	n = (int) SPI_processed;
+	*ops = palloc0(sizeof(KeyedOp) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		KeyedOp    *op = &(*ops)[i];
+		bool		isnull;
+		Datum		d;
+
+		op->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		op->name = SPI_getvalue(tup, desc, 2);
+		op->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		op->source = SPI_getvalue(tup, desc, 4);
+		op->stream = (strcmp(op->source, "anomstream.memory_events") == 0)
+			? STREAM_MEMORY : STREAM_PROCESS;
+		op->filter = SPI_getvalue(tup, desc, 5);
+		op->key_expr = SPI_getvalue(tup, desc, 6);
+		op->value_expr = SPI_getvalue(tup, desc, 7);
+		d = SPI_getbinval(tup, desc, 8, &isnull);
+		op->updater = isnull ? InvalidOid : DatumGetObjectId(d);
+		op->builtin = SPI_getvalue(tup, desc, 9);
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		op->builtin_arg = isnull ? 0 : DatumGetInt32(d);
+		op->has_ttl = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+		d = SPI_getbinval(tup, desc, 12, &isnull);
+		op->max_keys = isnull ? 0 : DatumGetInt64(d);
+		op->skip_new = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+		d = SPI_getbinval(tup, desc, 14, &isnull);
+		op->has_max = !isnull;
+		op->max_event_time = isnull ? 0 : DatumGetTimestampTz(d);
+		op->nkeys = DatumGetInt64(SPI_getbinval(tup, desc, 15, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
+/*
+ * SQL condition keeping rows at or past their partition's durable position (before this
+ * batch) for one stream's partitions.
+ */
+static char *
+refill_condition(DecodeStream stream, PartState *parts, int nparts)
+{
+	StringInfoData buf;
+	bool		any = false;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "s.kafka_offset OPERATOR(pg_catalog.>=) CASE s.kafka_partition");
+	for (int i = 0; i < nparts; i++)
+	{
+		if (parts[i].stream != stream || parts[i].durable_offset <= 0)
+			continue;
+		appendStringInfo(&buf, " WHEN %d THEN " INT64_FORMAT, parts[i].partition,
+						 parts[i].durable_offset);
+		any = true;
+	}
+	appendStringInfoString(&buf, " ELSE 0 END");
+	return any ? buf.data : "true";
+}
+
+/* Errors that say nothing about the operator: let the worker retry the whole batch */
+static bool
+transient_error(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_INSUFFICIENT_RESOURCES:	/* 53: disk full, out of memory */
+		case ERRCODE_PROGRAM_LIMIT_EXCEEDED:	/* 54 */
+		case ERRCODE_OPERATOR_INTERVENTION: /* 57: cancel, shutdown */
+		case ERRCODE_SYSTEM_ERROR:	/* 58 */
+		case ERRCODE_TRANSACTION_ROLLBACK:	/* 40: serialization, deadlock */
+			return true;
+		default:
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+				sqlerrcode == ERRCODE_OUT_OF_MEMORY;
+	}
+}
+
+/*
+ * Stop an operator whose updater or expressions failed (in the batch transaction).
+ */
+static void
+stop_operator(KeyedOp *op, ErrorData *edata)
+{
+	Datum		args[2];
+	Oid			types[2] = {INT4OID, TEXTOID};
+
+	ereport(WARNING,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("anomstream: keyed operator \"%s\" stopped: %s", op->name, edata->message),
+			 errhint("Fix the operator, then re-enable it with anomstream.keyed_alter('%s', enabled => true).",
+					 op->name)));
+	args[0] = Int32GetDatum(op->id);
+	args[1] = CStringGetTextDatum(edata->message);
+	if (SPI_execute_with_args("UPDATE anomstream.keyed_operators SET enabled = false,"
+							  " last_error = $2, last_error_at = pg_catalog.now()"
+							  " WHERE id OPERATOR(pg_catalog.=) $1",
+							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not stop keyed operator \"%s\"", op->name);
+}
+
+/* Build a one-dimensional array from datums (no NULLs) */
+static Datum
+make_array(Datum *elems, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, elemtype, typlen, typbyval, typalign));
+}
+
+/*
+ * Run one operator over the batch (in its own subtransaction, see the caller).
+ */
+static void
+process_operator(KeyedOp *op, int64 batch_id, const char *refill)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext callcxt;
+	Oid			save_uid;
+	int			save_sec;
+	StringInfoData q;
+	int			nkeys;
+	Datum	   *keys;
+	Jsonb	  **values;
+	TimestampTz *last_et;
+	Jsonb	  **old;
+	Datum	   *up_keys,
+			   *up_states,
+			   *up_times,
+			   *del_keys;
+	int			nup = 0,
+				ndel = 0;
+	OpProgress	pr;
+	FmgrInfo	flinfo;
+	int			nest = 0;
+
+	memset(&pr, 0, sizeof(pr));
+
+	/* 1. The batch's rows grouped by key, read as the owner. */
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "SELECT q.k, pg_catalog.jsonb_agg(q.v ORDER BY q.event_time, q.kafka_partition,"
+					 " q.kafka_offset, q.row_index), pg_catalog.max(q.event_time)"
+					 " FROM (SELECT (%s)::text AS k, pg_catalog.to_jsonb(%s) AS v, s.event_time,"
+					 " s.kafka_partition, s.kafka_offset, s.row_index FROM %s s"
+					 " WHERE s.batch_id OPERATOR(pg_catalog.=) $1 AND s.event_time IS NOT NULL"
+					 " AND %s AND (%s)) q"
+					 " WHERE q.k IS NOT NULL GROUP BY q.k"
+					 " ORDER BY pg_catalog.min(q.event_time), q.k COLLATE \"C\"",
+					 op->key_expr, op->value_expr, op->source, refill,
+					 op->filter ? op->filter : "true");
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(op->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		args[1] = {Int64GetDatum(batch_id)};
+
+		if (SPI_execute_with_args(q.data, 1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("keyed operator \"%s\" does not select rows", op->name)));
+	}
+	SetUserIdAndSecContext(save_uid, save_sec);
+
+	nkeys = (int) SPI_processed;
+	if (nkeys == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return;
+	}
+	keys = palloc(sizeof(Datum) * nkeys);
+	values = palloc(sizeof(Jsonb *) * nkeys);
+	last_et = palloc(sizeof(TimestampTz) * nkeys);
+	pr.max_event_time = op->has_max ? op->max_event_time : DT_NOBEGIN;
+	for (int i = 0; i < nkeys; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		keys[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 1, &isnull)));
+		values[i] = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 2, &isnull));
+		last_et[i] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		if (last_et[i] > pr.max_event_time)
+			pr.max_event_time = last_et[i];
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	/* 2. The old states, aligned with keys[], read as the worker. */
+	{
+		Oid			types[2] = {INT4OID, TEXTARRAYOID};
+		Datum		args[2];
+
+		args[0] = Int32GetDatum(op->id);
+		args[1] = make_array(keys, nkeys, TEXTOID);
+		if (SPI_execute_with_args("SELECT s.state FROM pg_catalog.unnest($2) WITH ORDINALITY u(k, i)"
+								  " LEFT JOIN anomstream.keyed_state_data s"
+								  " ON s.op_id OPERATOR(pg_catalog.=) $1 AND s.key OPERATOR(pg_catalog.=) u.k"
+								  " ORDER BY u.i", 2, types, args, NULL, false, 0) != SPI_OK_SELECT ||
+			SPI_processed != (uint64) nkeys)
+			elog(ERROR, "could not read the state of keyed operator \"%s\"", op->name);
+		old = palloc(sizeof(Jsonb *) * nkeys);
+		for (int i = 0; i < nkeys; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+			old[i] = isnull ? NULL : DatumGetJsonbPCopy(d);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+
+	/* 3. New states: a built-in in C, or the updater as the owner. */
+	up_keys = palloc(sizeof(Datum) * nkeys);
+	up_states = palloc(sizeof(Datum) * nkeys);
+	up_times = palloc(sizeof(Datum) * nkeys);
+	del_keys = palloc(sizeof(Datum) * nkeys);
+	pr.nkeys = op->nkeys;
+	callcxt = AllocSetContextCreate(cxt, "anomstream keyed updater call", ALLOCSET_DEFAULT_SIZES);
+	if (OidIsValid(op->updater))
+	{
+		if (pg_proc_aclcheck(op->updater, op->owner, ACL_EXECUTE) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("owner of keyed operator \"%s\" may not execute its updater", op->name)));
+		fmgr_info_cxt(op->updater, &flinfo, cxt);
+		SetUserIdAndSecContext(op->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		nest = NewGUCNestLevel();
+	}
+	for (int i = 0; i < nkeys; i++)
+	{
+		Jsonb	   *ns;
+
+		CHECK_FOR_INTERRUPTS();
+		if (old[i] == NULL && op->max_keys > 0 && op->skip_new && pr.nkeys >= op->max_keys)
+		{
+			pr.skipped_new++;
+			continue;
+		}
+		if (!OidIsValid(op->updater))
+		{
+			if (strcmp(op->builtin, "derivative") == 0)
+				ns = keyed_derivative_apply(values[i], old[i],
+											op->builtin_arg > 0 ? op->builtin_arg : KEYED_DERIVATIVE_HISTORY,
+											&pr.counts);
+			else
+				ns = keyed_capped_apply(values[i], old[i],
+										op->builtin_arg > 0 ? op->builtin_arg : KEYED_CAPPED_LIST_CAP);
+		}
+		else
+		{
+			LOCAL_FCINFO(fcinfo, 2);
+			MemoryContext prev = MemoryContextSwitchTo(callcxt);
+			Datum		r;
+
+			InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
+			fcinfo->args[0].value = JsonbPGetDatum(values[i]);
+			fcinfo->args[0].isnull = false;
+			fcinfo->args[1].value = old[i] ? JsonbPGetDatum(old[i]) : (Datum) 0;
+			fcinfo->args[1].isnull = (old[i] == NULL);
+			r = FunctionCallInvoke(fcinfo);
+			MemoryContextSwitchTo(cxt);
+			ns = fcinfo->isnull ? NULL : DatumGetJsonbPCopy(r);
+			MemoryContextSwitchTo(prev);
+			MemoryContextReset(callcxt);
+		}
+		pr.updates++;
+		if (ns != NULL)
+		{
+			up_keys[nup] = keys[i];
+			up_states[nup] = JsonbPGetDatum(ns);
+			up_times[nup] = TimestampTzGetDatum(last_et[i]);
+			nup++;
+			if (old[i] == NULL)
+				pr.nkeys++;
+		}
+		else if (old[i] != NULL)
+		{
+			del_keys[ndel++] = keys[i];
+			pr.nkeys--;
+		}
+	}
+	if (OidIsValid(op->updater))
+	{
+		AtEOXact_GUC(true, nest);
+		SetUserIdAndSecContext(save_uid, save_sec);
+	}
+
+	/* 4. Write the states as the worker. */
+	if (nup > 0)
+	{
+		Oid			types[5] = {INT4OID, TEXTARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, INT8OID};
+		Datum		args[5];
+
+		args[0] = Int32GetDatum(op->id);
+		args[1] = make_array(up_keys, nup, TEXTOID);
+		args[2] = make_array(up_states, nup, JSONBOID);
+		args[3] = make_array(up_times, nup, TIMESTAMPTZOID);
+		args[4] = Int64GetDatum(batch_id);
+		if (SPI_execute_with_args("INSERT INTO anomstream.keyed_state_data AS t"
+								  " (op_id, key, state, last_event_time, updated_at, updated_batch)"
+								  " SELECT $1, u.k, u.s, u.t, pg_catalog.now(), $5"
+								  " FROM pg_catalog.unnest($2, $3, $4) u(k, s, t)"
+								  " ON CONFLICT (op_id, key) DO UPDATE SET state = EXCLUDED.state,"
+								  " last_event_time = GREATEST(t.last_event_time, EXCLUDED.last_event_time),"
+								  " updated_at = EXCLUDED.updated_at, updated_batch = EXCLUDED.updated_batch",
+								  5, types, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write the state of keyed operator \"%s\"", op->name);
+	}
+	if (ndel > 0)
+	{
+		Oid			types[2] = {INT4OID, TEXTARRAYOID};
+		Datum		args[2];
+
+		args[0] = Int32GetDatum(op->id);
+		args[1] = make_array(del_keys, ndel, TEXTOID);
+		if (SPI_execute_with_args("DELETE FROM anomstream.keyed_state_data"
+								  " WHERE op_id OPERATOR(pg_catalog.=) $1"
+								  " AND key OPERATOR(pg_catalog.=) ANY ($2)",
+								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete state of keyed operator \"%s\"", op->name);
+	}
+
+	/* 5. TTL against the operator's watermark (max event_time seen - lateness). */
+	if (op->has_ttl)
+	{
+		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+		Datum		args[2];
+
+		args[0] = Int32GetDatum(op->id);
+		args[1] = TimestampTzGetDatum(pr.max_event_time - (int64) anomstream_lateness * 1000);
+		if (SPI_execute_with_args("DELETE FROM anomstream.keyed_state_data s"
+								  " USING anomstream.keyed_operators o"
+								  " WHERE o.id OPERATOR(pg_catalog.=) $1 AND s.op_id OPERATOR(pg_catalog.=) $1"
+								  " AND s.last_event_time OPERATOR(pg_catalog.<) $2 OPERATOR(pg_catalog.-) o.ttl",
+								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not evict state of keyed operator \"%s\"", op->name);
+		pr.evicted_ttl = (int64) SPI_processed;
+		pr.nkeys -= pr.evicted_ttl;
+	}
+
+	/* 6. The key limit, policy evict_oldest: drop the keys with the oldest events. */
+	if (op->max_keys > 0 && !op->skip_new && pr.nkeys > op->max_keys)
+	{
+		Oid			types[2] = {INT4OID, INT8OID};
+		Datum		args[2];
+
+		args[0] = Int32GetDatum(op->id);
+		args[1] = Int64GetDatum(pr.nkeys - op->max_keys);
+		if (SPI_execute_with_args("DELETE FROM anomstream.keyed_state_data d"
+								  " WHERE d.op_id OPERATOR(pg_catalog.=) $1 AND d.key IN"
+								  " (SELECT s.key FROM anomstream.keyed_state_data s"
+								  " WHERE s.op_id OPERATOR(pg_catalog.=) $1"
+								  " ORDER BY s.last_event_time, s.key COLLATE \"C\" LIMIT $2)",
+								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not evict state of keyed operator \"%s\"", op->name);
+		pr.evicted_limit = (int64) SPI_processed;
+		pr.nkeys -= pr.evicted_limit;
+	}
+
+	/* 7. Progress. */
+	{
+		Oid			types[10] = {INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID,
+		INT8OID, INT8OID, INT8OID, INT8OID};
+		Datum		args[10];
+
+		args[0] = Int32GetDatum(op->id);
+		args[1] = TimestampTzGetDatum(pr.max_event_time);
+		args[2] = Int64GetDatum(pr.nkeys);
+		args[3] = Int64GetDatum(pr.updates);
+		args[4] = Int64GetDatum(pr.evicted_ttl);
+		args[5] = Int64GetDatum(pr.evicted_limit);
+		args[6] = Int64GetDatum(pr.skipped_new);
+		args[7] = Int64GetDatum(pr.counts.out_of_order);
+		args[8] = Int64GetDatum(pr.counts.invalid);
+		args[9] = Int64GetDatum(batch_id);
+		if (SPI_execute_with_args("UPDATE anomstream.keyed_operators SET max_event_time = $2,"
+								  " nkeys = $3, batches = batches + 1, updates = updates + $4,"
+								  " evicted_ttl = evicted_ttl + $5, evicted_limit = evicted_limit + $6,"
+								  " skipped_new = skipped_new + $7, out_of_order = out_of_order + $8,"
+								  " invalid_points = invalid_points + $9, last_batch_id = $10"
+								  " WHERE id OPERATOR(pg_catalog.=) $1",
+								  10, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record progress of keyed operator \"%s\"", op->name);
+	}
+}
+
+void
+keyed_state_process_batch(int64 batch_id, PartState *parts, int nparts)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "anomstream keyed state",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext outer = MemoryContextSwitchTo(cxt);
+	ResourceOwner owner = CurrentResourceOwner;
+	KeyedOp    *ops;
+	int			nops;
+	char	   *refill[DECODE_NSTREAMS];
+
+	nops = load_operators(&ops);
+	for (int s = 0; s < DECODE_NSTREAMS; s++)
+		refill[s] = refill_condition((DecodeStream) s, parts, nparts);
+
+	for (int i = 0; i < nops; i++)
+	{
+		KeyedOp    *op = &ops[i];
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			process_operator(op, batch_id, refill[op->stream]);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			if (transient_error(edata->sqlerrcode))
+				ReThrowError(edata);
+			stop_operator(op, edata);
+		}
+		PG_END_TRY();
+	}
+	MemoryContextSwitchTo(outer);
+	MemoryContextDelete(cxt);
+}
