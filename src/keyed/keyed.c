@@ -407,7 +407,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 		if (SPI_execute_with_args("INSERT INTO anomstream.keyed_state_data AS t"
 								  " (op_id, key, state, last_event_time, updated_at, updated_batch)"
 								  " SELECT $1, u.k, u.s, u.t, pg_catalog.now(), $5"
-								  " FROM pg_catalog.unnest($2, $3, $4) u(k, s, t)"
+								  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(k, s, t)"
 								  " ON CONFLICT (op_id, key) DO UPDATE SET state = EXCLUDED.state,"
 								  " last_event_time = GREATEST(t.last_event_time, EXCLUDED.last_event_time),"
 								  " updated_at = EXCLUDED.updated_at, updated_batch = EXCLUDED.updated_batch",

@@ -1,0 +1,184 @@
+# Keyed state through the worker: the two test vectors of the updateStateByKey write-up
+# (DESIGN.md §9), each input batch its own micro-batch (one Kafka message, wait until it is
+# committed, check the state, then the next), through SQL/PL/pgSQL updaters and through the
+# built-in C operators. Operators belong to a non-superuser member of anomstream_admin and
+# run as that role.
+use strict;
+use warnings;
+
+use AnomstreamTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $broker = start_broker(partitions => 1);
+my $node = new_node('keyed_vectors', $broker->{bootstrap}, qq{
+anomstream.trigger_interval = '50ms'
+});
+my $ts0 = 1604231589;
+my $produced = 0;
+
+# Messages (one a line) on partition 0 of topic process.
+sub produce
+{
+	my ($msgs) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'kcat', '-P', '-b', $broker->{bootstrap}, '-t', 'process', '-p', '0' ],
+		'<', \"$msgs\n", '>', \$out, '2>', \$err)
+	  or die "kcat failed: $err";
+}
+
+# One message on topic process, then wait until the worker committed it.
+sub micro_batch
+{
+	my (@rows) = @_;
+	my $msg = '{"ts": ' . ($ts0 + $produced) . ', "data": [' . join(', ', @rows) . ']}';
+	produce($msg);
+	$produced++;
+	$node->poll_query_until('postgres', qq{
+		SELECT durable_offset >= $produced FROM anomstream.positions
+		WHERE topic = 'process' AND kafka_partition = 0})
+	  or die "message $produced not committed";
+}
+
+sub state_of
+{
+	my ($op, $key) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT state FROM anomstream.keyed_state WHERE operator = '$op' AND key = '$key'");
+}
+
+$node->safe_psql('postgres', q{
+CREATE ROLE kadmin LOGIN IN ROLE anomstream_admin;
+CREATE SCHEMA k AUTHORIZATION kadmin;
+});
+# Everything below is done by the operator owner, a non-superuser.
+$node->safe_psql('postgres', q{
+SET ROLE kadmin;
+-- the write-up's first updater: extend the state by the new values
+CREATE FUNCTION k.append(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
+	AS $$ SELECT coalesce(s, '[]'::jsonb) || vs $$;
+-- the write-up's derivative updater, in PL/pgSQL, with its trimming line fixed (keep the
+-- last 10 derivatives)
+CREATE FUNCTION k.deriv(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+	d jsonb := coalesce(s -> 'd', '[]');
+	lv jsonb := s -> 'lv';
+	p jsonb;
+BEGIN
+	FOR p IN SELECT e FROM jsonb_array_elements(vs) e LOOP
+		IF lv IS NOT NULL THEN
+			d := d || to_jsonb(((p ->> 'y')::float8 - (lv ->> 'y')::float8)
+							   / ((p ->> 'x')::float8 - (lv ->> 'x')::float8));
+		END IF;
+		lv := p;
+	END LOOP;
+	IF jsonb_array_length(d) > 10 THEN
+		d := (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(d) WITH ORDINALITY a(e, i)
+			  WHERE i > jsonb_array_length(d) - 10);
+	END IF;
+	RETURN jsonb_build_object('d', d, 'lv', lv);
+END
+$$;
+-- records who runs it
+CREATE FUNCTION k.whoami(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
+	AS $$ SELECT to_jsonb(current_user::text) $$;
+SELECT anomstream.keyed_create('list_sql', 'anomstream.process_events', key => 'cmd',
+	value => 'sequence', filter => 'cmd = ''k''', updater => 'k.append(jsonb,jsonb)');
+SELECT anomstream.keyed_create('list_c', 'anomstream.process_events', key => 'cmd',
+	value => 'sequence', filter => 'cmd = ''k''', builtin => 'capped_list');
+SELECT anomstream.keyed_create('deriv_sql', 'anomstream.process_events', key => 'cmd',
+	value => 'jsonb_build_object(''x'', pid, ''y'', sequence)', filter => 'cmd = ''d''',
+	updater => 'k.deriv(jsonb,jsonb)');
+SELECT anomstream.keyed_create('deriv_c', 'anomstream.process_events', key => 'cmd',
+	value => 'jsonb_build_object(''x'', pid, ''y'', sequence)', filter => 'cmd = ''d''',
+	builtin => 'derivative');
+SELECT anomstream.keyed_create('who', 'anomstream.process_events', key => 'cmd',
+	value => 'sequence', updater => 'k.whoami(jsonb,jsonb)');
+});
+
+# Vector 1: [('k',0)] ... [('k',4)] give [0], [0,1], ..., [0,1,2,3,4].
+my @expected = ('[0]', '[0, 1]', '[0, 1, 2]', '[0, 1, 2, 3]', '[0, 1, 2, 3, 4]');
+for my $i (0 .. 4)
+{
+	micro_batch(qq({"CMD": "k", "sequence": $i, "PID": 1, "machine": 4}));
+	is(state_of('list_sql', 'k'), $expected[$i], "SQL updater, micro-batch $i");
+	is(state_of('list_c', 'k'), $expected[$i], "built-in capped list, micro-batch $i");
+}
+
+# Vector 2: {'x':2,'y':1}, {'x':3,'y':2}, {'x':5,'y':3}.
+my @points = ([ 2, 1 ], [ 3, 2 ], [ 5, 3 ]);
+my @dexp = (
+	'{"d": [], "lv": {"x": 2, "y": 1}}',
+	'{"d": [1.0], "lv": {"x": 3, "y": 2}}',
+	'{"d": [1.0, 0.5], "lv": {"x": 5, "y": 3}}');
+for my $i (0 .. 2)
+{
+	my ($x, $y) = @{ $points[$i] };
+	micro_batch(qq({"CMD": "d", "sequence": $y, "PID": $x, "machine": 4}));
+	# PL/pgSQL's float8 -> jsonb prints 1.0 as 1: compare as jsonb values
+	is( $node->safe_psql('postgres',
+			"SELECT state = '$dexp[$i]'::jsonb FROM anomstream.keyed_state WHERE operator = 'deriv_sql'"),
+		't', "PL/pgSQL derivative updater, micro-batch $i");
+	# the built-in prints exactly as the write-up does
+	is(state_of('deriv_c', 'd'), $dexp[$i], "built-in derivative, micro-batch $i");
+}
+
+# Several values of one key in one micro-batch reach the updater in event-time order
+# (then offset and row_index), whatever their order in the message.
+micro_batch(
+	qq({"CMD": "o", "sequence": 2, "PID": 1}),
+	qq({"CMD": "o", "sequence": 1, "PID": 1}));
+$node->safe_psql('postgres', q{
+SET ROLE kadmin;
+SELECT anomstream.keyed_create('order_c', 'anomstream.process_events', key => 'cmd',
+	value => 'sequence', filter => 'cmd = ''o''', builtin => 'capped_list');
+});
+my $late = '{"ts": ' . ($ts0 + 100) . ', "data": [{"CMD": "o", "sequence": 30}, {"CMD": "o", "sequence": 31}]}';
+my $early = '{"ts": ' . ($ts0 + 50) . ', "data": [{"CMD": "o", "sequence": 20}]}';
+produce("$late\n$early");
+$produced += 2;
+$node->poll_query_until('postgres', qq{
+	SELECT durable_offset >= $produced FROM anomstream.positions WHERE topic = 'process'})
+  or die 'not committed';
+my $st = state_of('order_c', 'o');
+# the operator was created after the first 'o' batch: it only saw later ones
+ok($st eq '[20, 30, 31]' || $st eq '[30, 31, 20]',
+	"values in event-time order within a micro-batch, later batches appended ($st)");
+
+# Updaters ran as the operator's owner.
+is(state_of('who', 'k'), '"kadmin"', 'the updater runs as the operator owner');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(operator || '=' || keys, ',' ORDER BY operator) FROM anomstream.keyed_status WHERE operator <> 'minflt_growth'"),
+	'deriv_c=1,deriv_sql=1,list_c=1,list_sql=1,order_c=1,who=3', 'key counts in the status view');
+is($node->safe_psql('postgres', "SELECT count(*) FROM anomstream.keyed_status WHERE last_error IS NOT NULL"),
+	'0', 'no operator errors');
+
+# A failing updater stops only its operator; the batch and the other operators go on.
+$node->safe_psql('postgres', q{
+SET ROLE kadmin;
+CREATE FUNCTION k.boom(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
+	AS $$ SELECT (1 / (vs ->> 0)::int)::text::jsonb $$;
+SELECT anomstream.keyed_create('boom', 'anomstream.process_events', key => 'cmd',
+	value => 'sequence', filter => 'cmd = ''k''', updater => 'k.boom(jsonb,jsonb)');
+});
+micro_batch(qq({"CMD": "k", "sequence": 0, "PID": 1}));
+is($node->safe_psql('postgres', "SELECT enabled, last_error FROM anomstream.keyed_status WHERE operator = 'boom'"),
+	'f|division by zero', 'a failing updater stops its operator with the error');
+is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 0]', 'other operators saw the same micro-batch');
+micro_batch(qq({"CMD": "k", "sequence": 5, "PID": 1}));
+$node->safe_psql('postgres', q{SET ROLE kadmin; SELECT anomstream.keyed_alter('boom', enabled => true)});
+micro_batch(qq({"CMD": "k", "sequence": 6, "PID": 1}));
+is(state_of('boom', 'k'), '0', 're-enabled operator runs again (1/6 = 0)');
+
+# Dropping an operator while streaming removes its state.
+$node->safe_psql('postgres', q{SET ROLE kadmin; SELECT anomstream.keyed_drop('list_sql')});
+micro_batch(qq({"CMD": "k", "sequence": 7, "PID": 1}));
+is($node->safe_psql('postgres', "SELECT count(*) FROM anomstream.keyed_state WHERE operator = 'list_sql'"),
+	'0', 'dropped operator has no state');
+is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 0, 5, 6, 7]', 'streaming went on');
+
+$node->stop;
+stop_broker($broker);
+done_testing();
