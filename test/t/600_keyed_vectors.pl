@@ -135,17 +135,23 @@ SET ROLE kadmin;
 SELECT anomstream.keyed_create('order_c', 'anomstream.process_events', key => 'cmd',
 	value => 'sequence', filter => 'cmd = ''o''', builtin => 'capped_list');
 });
+# Both messages wait in Kafka while the server is down, so the restarted worker normally
+# reads them in one micro-batch; the expectation follows the batches it actually made.
+$node->stop;
 my $late = '{"ts": ' . ($ts0 + 100) . ', "data": [{"CMD": "o", "sequence": 30}, {"CMD": "o", "sequence": 31}]}';
 my $early = '{"ts": ' . ($ts0 + 50) . ', "data": [{"CMD": "o", "sequence": 20}]}';
 produce("$late\n$early");
 $produced += 2;
+$node->start;
 $node->poll_query_until('postgres', qq{
 	SELECT durable_offset >= $produced FROM anomstream.positions WHERE topic = 'process'})
   or die 'not committed';
-my $st = state_of('order_c', 'o');
+my $same = $node->safe_psql('postgres',
+	"SELECT count(DISTINCT batch_id) = 1 FROM anomstream.process_events WHERE sequence >= 20 AND cmd = 'o'");
+note "both messages in one micro-batch: $same";
 # the operator was created after the first 'o' batch: it only saw later ones
-ok($st eq '[20, 30, 31]' || $st eq '[30, 31, 20]',
-	"values in event-time order within a micro-batch, later batches appended ($st)");
+is(state_of('order_c', 'o'), $same eq 't' ? '[20, 30, 31]' : '[30, 31, 20]',
+	'values reach the updater in event-time order within a micro-batch, batch after batch');
 
 # Updaters ran as the operator's owner.
 is(state_of('who', 'k'), '"kadmin"', 'the updater runs as the operator owner');
