@@ -11,7 +11,8 @@
  *   refills after a crash that keyed state has already taken over.
  * - Per operator and batch, the updater is called once per key with new values, the values
  *   in (event_time, topic, partition, offset, row_index) order (topic is fixed by the
- *   source table). Keys are visited in (first event_time, key) order.
+ *   source table). Keys are visited in the order of their first value in that order (this
+ *   decides which new keys a full operator with on_limit = skip_new admits).
  * - The operator's expressions and its updater run as the operator's owner; state is read
  *   and written as the worker's role.
  * - Each operator runs in a subtransaction: a deterministic error (a bug in a user updater
@@ -249,11 +250,13 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 					 "SELECT q.k, pg_catalog.jsonb_agg(q.v ORDER BY q.event_time, q.kafka_partition,"
 					 " q.kafka_offset, q.row_index), pg_catalog.max(q.event_time)"
 					 " FROM (SELECT (%s)::text AS k, pg_catalog.to_jsonb(%s) AS v, s.event_time,"
-					 " s.kafka_partition, s.kafka_offset, s.row_index FROM %s s"
+					 " s.kafka_partition, s.kafka_offset, s.row_index, pg_catalog.row_number() OVER"
+					 " (ORDER BY s.event_time, s.kafka_partition, s.kafka_offset, s.row_index) AS rn"
+					 " FROM %s s"
 					 " WHERE s.batch_id OPERATOR(pg_catalog.=) $1 AND s.event_time IS NOT NULL"
 					 " AND %s AND (%s)) q"
 					 " WHERE q.k IS NOT NULL GROUP BY q.k"
-					 " ORDER BY pg_catalog.min(q.event_time), q.k COLLATE \"C\"",
+					 " ORDER BY pg_catalog.min(q.rn)",
 					 op->key_expr, op->value_expr, op->source, refill,
 					 op->filter ? op->filter : "true");
 	GetUserIdAndSecContext(&save_uid, &save_sec);
@@ -439,7 +442,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 		if (SPI_execute_with_args("DELETE FROM anomstream.keyed_state_data s"
 								  " USING anomstream.keyed_operators o"
 								  " WHERE o.id OPERATOR(pg_catalog.=) $1 AND s.op_id OPERATOR(pg_catalog.=) $1"
-								  " AND s.last_event_time OPERATOR(pg_catalog.<) $2 OPERATOR(pg_catalog.-) o.ttl",
+								  " AND s.last_event_time OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) o.ttl)",
 								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not evict state of keyed operator \"%s\"", op->name);
 		pr.evicted_ttl = (int64) SPI_processed;
