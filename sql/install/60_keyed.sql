@@ -41,6 +41,8 @@ CREATE TABLE anomstream.keyed_operators (
 	skipped_new		bigint NOT NULL DEFAULT 0,
 	out_of_order	bigint NOT NULL DEFAULT 0,
 	invalid_points	bigint NOT NULL DEFAULT 0,
+	busy_ms			float8 NOT NULL DEFAULT 0,	-- all of the operator's work
+	updater_ms		float8 NOT NULL DEFAULT 0,	-- of which in the updater calls
 	last_batch_id	bigint,
 	last_error		text,
 	last_error_at	timestamptz,
@@ -281,6 +283,9 @@ SELECT o.name AS operator,
 	   o.skipped_new,
 	   o.out_of_order,
 	   o.invalid_points,
+	   o.busy_ms,
+	   o.updater_ms,
+	   (o.updates OPERATOR(pg_catalog./) NULLIF(o.busy_ms, 0) OPERATOR(pg_catalog.*) 1000)::bigint AS updates_per_sec,
 	   (SELECT pg_catalog.sum(pg_catalog.pg_column_size(s.state))
 		FROM anomstream.keyed_state_data s WHERE s.op_id OPERATOR(pg_catalog.=) o.id)::bigint AS state_bytes,
 	   o.last_batch_id,

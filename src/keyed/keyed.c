@@ -80,6 +80,8 @@ typedef struct OpProgress
 	KeyedCounts counts;
 	int64		nkeys;
 	TimestampTz max_event_time;
+	TimestampTz started;
+	double		updater_ms;
 } OpProgress;
 
 static int	load_operators(KeyedOp **ops);
@@ -241,8 +243,10 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	OpProgress	pr;
 	FmgrInfo	flinfo;
 	int			nest = 0;
+	TimestampTz loop_start;
 
 	memset(&pr, 0, sizeof(pr));
+	pr.started = GetCurrentTimestamp();
 
 	/* 1. The batch's rows grouped by key, read as the owner. */
 	initStringInfo(&q);
@@ -327,6 +331,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	del_keys = palloc(sizeof(Datum) * nkeys);
 	pr.nkeys = op->nkeys;
 	callcxt = AllocSetContextCreate(cxt, "anomstream keyed updater call", ALLOCSET_DEFAULT_SIZES);
+	loop_start = GetCurrentTimestamp();
 	if (OidIsValid(op->updater))
 	{
 		if (pg_proc_aclcheck(op->updater, op->owner, ACL_EXECUTE) != ACLCHECK_OK)
@@ -395,6 +400,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 		AtEOXact_GUC(true, nest);
 		SetUserIdAndSecContext(save_uid, save_sec);
 	}
+	pr.updater_ms = (GetCurrentTimestamp() - loop_start) / 1000.0;
 
 	/* 4. Write the states as the worker. */
 	if (nup > 0)
@@ -470,9 +476,9 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 
 	/* 7. Progress. */
 	{
-		Oid			types[10] = {INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID};
-		Datum		args[10];
+		Oid			types[12] = {INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID,
+		INT8OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID};
+		Datum		args[12];
 
 		args[0] = Int32GetDatum(op->id);
 		args[1] = TimestampTzGetDatum(pr.max_event_time);
@@ -484,13 +490,16 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 		args[7] = Int64GetDatum(pr.counts.out_of_order);
 		args[8] = Int64GetDatum(pr.counts.invalid);
 		args[9] = Int64GetDatum(batch_id);
+		args[10] = Float8GetDatum((GetCurrentTimestamp() - pr.started) / 1000.0);
+		args[11] = Float8GetDatum(pr.updater_ms);
 		if (SPI_execute_with_args("UPDATE anomstream.keyed_operators SET max_event_time = $2,"
 								  " nkeys = $3, batches = batches + 1, updates = updates + $4,"
 								  " evicted_ttl = evicted_ttl + $5, evicted_limit = evicted_limit + $6,"
 								  " skipped_new = skipped_new + $7, out_of_order = out_of_order + $8,"
-								  " invalid_points = invalid_points + $9, last_batch_id = $10"
+								  " invalid_points = invalid_points + $9, last_batch_id = $10,"
+								  " busy_ms = busy_ms + $11, updater_ms = updater_ms + $12"
 								  " WHERE id OPERATOR(pg_catalog.=) $1",
-								  10, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+								  12, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not record progress of keyed operator \"%s\"", op->name);
 	}
 }
