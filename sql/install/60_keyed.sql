@@ -60,8 +60,11 @@ CREATE TABLE anomstream.keyed_state_data (
 	updated_at		timestamptz NOT NULL,
 	updated_batch	bigint NOT NULL,
 	PRIMARY KEY (op_id, key)
-) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05);
-CREATE INDEX keyed_state_data_evict ON anomstream.keyed_state_data (op_id, last_event_time, key);
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02,
+	   autovacuum_analyze_scale_factor = 0.05);
+-- No index on last_event_time: every batch rewrites the states it touches, and with only the
+-- primary key (whose columns never change) and free space on each page those updates are
+-- HOT. TTL eviction scans the table once per batch (measured: 15 ms per 100k keys).
 COMMENT ON TABLE anomstream.keyed_state_data IS
 	'Per-key state of every keyed operator (logged; written only in micro-batch transactions). Read it through anomstream.keyed_state.';
 

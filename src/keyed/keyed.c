@@ -48,6 +48,8 @@
 #include "guc.h"
 #include "keyed/keyed.h"
 
+#define KEYED_WORK_MEM "65536"	/* kB, for the operator's sorts and hashes */
+
 /* One enabled operator, as read at the start of the batch */
 typedef struct KeyedOp
 {
@@ -243,10 +245,19 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	OpProgress	pr;
 	FmgrInfo	flinfo;
 	int			nest = 0;
+	int			outer_nest;
 	TimestampTz loop_start;
 
 	memset(&pr, 0, sizeof(pr));
 	pr.started = GetCurrentTimestamp();
+
+	/*
+	 * Grouping a batch sorts up to max_batch_rows rows: give the operator's queries room
+	 * to sort in memory (restored at the end, or by the subtransaction's abort).
+	 */
+	outer_nest = NewGUCNestLevel();
+	(void) set_config_option("work_mem", KEYED_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 
 	/* 1. The batch's rows grouped by key, read as the owner. */
 	initStringInfo(&q);
@@ -280,6 +291,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	if (nkeys == 0)
 	{
 		SPI_freetuptable(SPI_tuptable);
+		AtEOXact_GUC(true, outer_nest);
 		return;
 	}
 	keys = palloc(sizeof(Datum) * nkeys);
@@ -300,10 +312,18 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	/* 2. The old states, aligned with keys[], read as the worker. */
+	/*
+	 * 2. The old states, aligned with keys[], read as the worker. When the batch touches a
+	 * good part of the operator's keys, one hash join beats a probe per key.
+	 */
 	{
 		Oid			types[2] = {INT4OID, TEXTARRAYOID};
 		Datum		args[2];
+		int			lookup_nest = NewGUCNestLevel();
+
+		if (nkeys > 1000 && (int64) nkeys * 4 > op->nkeys)
+			(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 
 		args[0] = Int32GetDatum(op->id);
 		args[1] = make_array(keys, nkeys, TEXTOID);
@@ -322,6 +342,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 			old[i] = isnull ? NULL : DatumGetJsonbPCopy(d);
 		}
 		SPI_freetuptable(SPI_tuptable);
+		AtEOXact_GUC(true, lookup_nest);
 	}
 
 	/* 3. New states: a built-in in C, or the updater as the owner. */
@@ -502,6 +523,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 								  12, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not record progress of keyed operator \"%s\"", op->name);
 	}
+	AtEOXact_GUC(true, outer_nest);
 }
 
 void
