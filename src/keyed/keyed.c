@@ -38,7 +38,9 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -220,6 +222,138 @@ make_array(Datum *elems, int n, Oid elemtype)
 	return PointerGetDatum(construct_array(elems, n, elemtype, typlen, typbyval, typalign));
 }
 
+/* A key of the batch while grouping: its text (hash key) and its index in keys[] */
+typedef struct GroupEntry
+{
+	char	   *key;
+	int			idx;
+} GroupEntry;
+
+static uint32
+group_hash(const void *key, Size keysize)
+{
+	const char *k = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) k, strlen(k));
+}
+
+static int
+group_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * Group rows (key text, value jsonb, event_time), sorted in the values' order, by key: keys
+ * in order of their first row. Returns the number of keys; fills keys[] (text datums),
+ * values[] (a jsonb array per key), last_et[] (largest event_time per key) and raises
+ * *max_et. Allocates in the current memory context.
+ */
+static int
+group_rows(SPITupleTable *tt, int nrows, Datum **keys_out, Jsonb ***values_out,
+		   TimestampTz **last_et_out, TimestampTz *max_et)
+{
+	HASHCTL		ctl;
+	HTAB	   *groups;
+	int		   *next;
+	int		   *first;
+	int		   *last;
+	char	  **names;
+	Datum	   *keys;
+	Jsonb	  **values;
+	TimestampTz *last_et;
+	int			nkeys = 0;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(GroupEntry);
+	ctl.hash = group_hash;
+	ctl.match = group_match;
+	ctl.hcxt = CurrentMemoryContext;
+	groups = hash_create("anomstream keyed batch keys", Max(nrows, 16), &ctl,
+						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	names = palloc(sizeof(char *) * Max(nrows, 1));
+	first = palloc(sizeof(int) * Max(nrows, 1));
+	last = palloc(sizeof(int) * Max(nrows, 1));
+	next = palloc(sizeof(int) * Max(nrows, 1));
+	last_et = palloc(sizeof(TimestampTz) * Max(nrows, 1));
+	for (int r = 0; r < nrows; r++)
+	{
+		bool		knull,
+					isnull;
+		Datum		k = SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &knull);
+		TimestampTz et = DatumGetTimestampTz(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull));
+		char	   *name;
+		GroupEntry *e;
+		bool		found;
+
+		next[r] = -1;
+		if (knull)
+			continue;			/* rows whose key is NULL take part in nothing */
+		name = TextDatumGetCString(k);
+		e = hash_search(groups, &name, HASH_ENTER, &found);
+		if (!found)
+		{
+			e->key = name;
+			e->idx = nkeys;
+			names[nkeys] = name;
+			first[nkeys] = r;
+			last_et[nkeys] = et;
+			nkeys++;
+		}
+		else
+		{
+			pfree(name);
+			next[last[e->idx]] = r;
+		}
+		last[e->idx] = r;
+		if (et > last_et[e->idx])
+			last_et[e->idx] = et;
+		if (et > *max_et)
+			*max_et = et;
+	}
+	keys = palloc(sizeof(Datum) * Max(nkeys, 1));
+	values = palloc(sizeof(Jsonb *) * Max(nkeys, 1));
+	for (int i = 0; i < nkeys; i++)
+	{
+		JsonbParseState *ps = NULL;
+		JsonbValue *res;
+
+		keys[i] = CStringGetTextDatum(names[i]);
+		pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
+		for (int r = first[i]; r >= 0; r = next[r])
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull);
+			JsonbValue	jv;
+
+			if (isnull)
+				jv.type = jbvNull;
+			else
+			{
+				Jsonb	   *v = DatumGetJsonbP(d);
+
+				if (JB_ROOT_IS_SCALAR(v))
+					(void) JsonbExtractScalar(&v->root, &jv);
+				else
+				{
+					jv.type = jbvBinary;
+					jv.val.binary.data = &v->root;
+					jv.val.binary.len = VARSIZE(v) - VARHDRSZ;
+				}
+			}
+			pushJsonbValue(&ps, WJB_ELEM, &jv);
+		}
+		res = pushJsonbValue(&ps, WJB_END_ARRAY, NULL);
+		values[i] = JsonbValueToJsonb(res);
+	}
+	hash_destroy(groups);
+	*keys_out = keys;
+	*values_out = values;
+	*last_et_out = last_et;
+	return nkeys;
+}
+
 /*
  * Run one operator over the batch (in its own subtransaction, see the caller).
  */
@@ -259,19 +393,17 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	(void) set_config_option("work_mem", KEYED_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 
-	/* 1. The batch's rows grouped by key, read as the owner. */
+	/*
+	 * 1. The batch's rows in (event_time, partition, offset, row_index) order, read as the
+	 * owner, then grouped per key here: keys in order of their first row, each key's values
+	 * in row order. (One sort; grouping in SQL cost two more sorts and a window.)
+	 */
 	initStringInfo(&q);
 	appendStringInfo(&q,
-					 "SELECT q.k, pg_catalog.jsonb_agg(q.v ORDER BY q.event_time, q.kafka_partition,"
-					 " q.kafka_offset, q.row_index), pg_catalog.max(q.event_time)"
-					 " FROM (SELECT (%s)::text AS k, pg_catalog.to_jsonb(%s) AS v, s.event_time,"
-					 " s.kafka_partition, s.kafka_offset, s.row_index, pg_catalog.row_number() OVER"
-					 " (ORDER BY s.event_time, s.kafka_partition, s.kafka_offset, s.row_index) AS rn"
-					 " FROM %s s"
+					 "SELECT (%s)::text, pg_catalog.to_jsonb(%s), s.event_time FROM %s s"
 					 " WHERE s.batch_id OPERATOR(pg_catalog.=) $1 AND s.event_time IS NOT NULL"
-					 " AND %s AND (%s)) q"
-					 " WHERE q.k IS NOT NULL GROUP BY q.k"
-					 " ORDER BY pg_catalog.min(q.rn)",
+					 " AND %s AND (%s)"
+					 " ORDER BY s.event_time, s.kafka_partition, s.kafka_offset, s.row_index",
 					 op->key_expr, op->value_expr, op->source, refill,
 					 op->filter ? op->filter : "true");
 	GetUserIdAndSecContext(&save_uid, &save_sec);
@@ -287,30 +419,15 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	}
 	SetUserIdAndSecContext(save_uid, save_sec);
 
-	nkeys = (int) SPI_processed;
+	pr.max_event_time = op->has_max ? op->max_event_time : DT_NOBEGIN;
+	nkeys = group_rows(SPI_tuptable, (int) SPI_processed, &keys, &values, &last_et,
+					   &pr.max_event_time);
+	SPI_freetuptable(SPI_tuptable);
 	if (nkeys == 0)
 	{
-		SPI_freetuptable(SPI_tuptable);
 		AtEOXact_GUC(true, outer_nest);
 		return;
 	}
-	keys = palloc(sizeof(Datum) * nkeys);
-	values = palloc(sizeof(Jsonb *) * nkeys);
-	last_et = palloc(sizeof(TimestampTz) * nkeys);
-	pr.max_event_time = op->has_max ? op->max_event_time : DT_NOBEGIN;
-	for (int i = 0; i < nkeys; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		keys[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 1, &isnull)));
-		values[i] = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 2, &isnull));
-		last_et[i] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-		if (last_et[i] > pr.max_event_time)
-			pr.max_event_time = last_et[i];
-	}
-	SPI_freetuptable(SPI_tuptable);
 
 	/*
 	 * 2. The old states, aligned with keys[], read as the worker. When the batch touches a

@@ -117,8 +117,11 @@ cmp_ok($refills, '>=', $crashes, 'staging was refilled after every crash');
 my $sa = states($a);
 $a->stop;
 
-my $b = new_node('keyed_crash_b', $broker->{bootstrap}, $conf);
+# B's worker stays idle until its operators exist (the input is already in Kafka).
+my $b = new_node('keyed_crash_b', '', $conf);
 setup_operators($b);
+$b->safe_psql('postgres', qq{ALTER SYSTEM SET anomstream.brokers = '$broker->{bootstrap}'});
+$b->reload;
 ok(all_committed($b), 'node B took all input');
 my $sb = states($b);
 $b->stop;
