@@ -185,6 +185,22 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM anomstream.keyed_state WHE
 	'0', 'dropped operator has no state');
 is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 0, 5, 6, 7]', 'streaming went on');
 
+# The default install's operator: MINFLT growth per second per process, from memory rows.
+for my $m ([ 0, '1K' ], [ 5, '2K' ], [ 15, '2.5K' ])
+{
+	my $msg = '{"ts": ' . ($ts0 + $m->[0]) . qq(, "data": [{"machine": 4, "PID": 7, "CMD": "java", "MINFLT": "$m->[1]"}]});
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'kcat', '-P', '-b', $broker->{bootstrap}, '-t', 'memory', '-p', '0' ],
+		'<', \"$msg\n", '>', \$out, '2>', \$err)
+	  or die "kcat failed: $err";
+}
+$node->poll_query_until('postgres',
+	"SELECT durable_offset >= 3 FROM anomstream.positions WHERE topic = 'memory'")
+  or die 'memory rows not committed';
+is($node->safe_psql('postgres',
+		'SELECT machine, cmd_pid, minflt_per_sec, last_minflt, recent_rates FROM anomstream.minflt_growth'),
+	'4|java_7|50|2500|[200.0, 50.0]', 'minflt_growth: MINFLT per second between memory rows');
+
 $node->stop;
 stop_broker($broker);
 done_testing();
