@@ -157,6 +157,27 @@ $$;
 COMMENT ON FUNCTION anomstream.keyed_check(regclass, text, text, text, regprocedure, text) IS
 	'Internal: validates a keyed operator definition as the calling role.';
 
+-- The operator called name, locked, if the current role may change it.
+CREATE FUNCTION anomstream.keyed_owned(name text) RETURNS anomstream.keyed_operators
+	LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+	o anomstream.keyed_operators;
+BEGIN
+	SELECT * INTO o FROM anomstream.keyed_operators k WHERE k.name = keyed_owned.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'keyed operator "%" does not exist', keyed_owned.name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT pg_catalog.pg_has_role(current_user, o.owner, 'MEMBER') THEN
+		RAISE EXCEPTION 'must be owner of keyed operator "%"', keyed_owned.name
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION anomstream.keyed_owned(text) IS
+	'Internal: the keyed operator called name, locked for update, if the current role is a member of its owner.';
+
 CREATE FUNCTION anomstream.keyed_create(name text, source regclass, key text, value text,
 		updater regprocedure DEFAULT NULL, builtin text DEFAULT NULL,
 		builtin_arg int DEFAULT NULL, filter text DEFAULT NULL, ttl interval DEFAULT NULL,
@@ -189,15 +210,7 @@ CREATE FUNCTION anomstream.keyed_alter(name text, key text DEFAULT NULL, value t
 DECLARE
 	o anomstream.keyed_operators;
 BEGIN
-	SELECT * INTO o FROM anomstream.keyed_operators k WHERE k.name = keyed_alter.name FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'keyed operator "%" does not exist', keyed_alter.name
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	IF NOT pg_catalog.pg_has_role(current_user, o.owner, 'MEMBER') THEN
-		RAISE EXCEPTION 'must be owner of keyed operator "%"', keyed_alter.name
-			USING ERRCODE = 'insufficient_privilege';
-	END IF;
+	o := anomstream.keyed_owned(keyed_alter.name);
 	IF updater IS NOT NULL THEN o.updater := updater; o.builtin := NULL; o.builtin_arg := NULL; END IF;
 	IF builtin IS NOT NULL THEN o.builtin := builtin; o.updater := NULL; END IF;
 	o.key_expr := coalesce(key, o.key_expr);
@@ -231,15 +244,7 @@ CREATE FUNCTION anomstream.keyed_drop(name text) RETURNS void
 DECLARE
 	o anomstream.keyed_operators;
 BEGIN
-	SELECT * INTO o FROM anomstream.keyed_operators k WHERE k.name = keyed_drop.name FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'keyed operator "%" does not exist', keyed_drop.name
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	IF NOT pg_catalog.pg_has_role(current_user, o.owner, 'MEMBER') THEN
-		RAISE EXCEPTION 'must be owner of keyed operator "%"', keyed_drop.name
-			USING ERRCODE = 'insufficient_privilege';
-	END IF;
+	o := anomstream.keyed_owned(keyed_drop.name);
 	DELETE FROM anomstream.keyed_operators k WHERE k.id = o.id;
 END
 $$;
@@ -301,10 +306,12 @@ COMMENT ON VIEW anomstream.keyed_status IS
 REVOKE ALL ON FUNCTION anomstream.keyed_create(text, regclass, text, text, regprocedure, text, int, text, interval, bigint, text),
 	anomstream.keyed_alter(text, text, text, regprocedure, text, int, text, interval, bigint, text, bool, bool),
 	anomstream.keyed_drop(text),
+	anomstream.keyed_owned(text),
 	anomstream.keyed_check(regclass, text, text, text, regprocedure, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION anomstream.keyed_create(text, regclass, text, text, regprocedure, text, int, text, interval, bigint, text),
 	anomstream.keyed_alter(text, text, text, regprocedure, text, int, text, interval, bigint, text, bool, bool),
 	anomstream.keyed_drop(text),
+	anomstream.keyed_owned(text),
 	anomstream.keyed_check(regclass, text, text, text, regprocedure, text) TO anomstream_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON anomstream.keyed_operators TO anomstream_admin;
 GRANT USAGE ON SEQUENCE anomstream.keyed_operators_id_seq TO anomstream_admin;

@@ -188,6 +188,19 @@ transient_error(int sqlerrcode)
 }
 
 /*
+ * Run one statement of an operator's batch (as the current user); an unexpected result is
+ * an internal error. Returns the number of rows processed.
+ */
+static uint64
+op_exec(KeyedOp *op, const char *sql, int nargs, Oid *types, Datum *args, int expected,
+		const char *what)
+{
+	if (SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0) != expected)
+		elog(ERROR, "could not %s of keyed operator \"%s\"", what, op->name);
+	return SPI_processed;
+}
+
+/*
  * Stop an operator whose updater or expressions failed (in the batch transaction).
  */
 static void
@@ -203,11 +216,10 @@ stop_operator(KeyedOp *op, ErrorData *edata)
 					 op->name)));
 	args[0] = Int32GetDatum(op->id);
 	args[1] = CStringGetTextDatum(edata->message);
-	if (SPI_execute_with_args("UPDATE anomstream.keyed_operators SET enabled = false,"
+	op_exec(op, "UPDATE anomstream.keyed_operators SET enabled = false,"
 							  " last_error = $2, last_error_at = pg_catalog.now()"
 							  " WHERE id OPERATOR(pg_catalog.=) $1",
-							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not stop keyed operator \"%s\"", op->name);
+				2, types, args, SPI_OK_UPDATE, "stop");
 }
 
 /* Build a one-dimensional array from datums (no NULLs) */
@@ -551,15 +563,14 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 		args[2] = make_array(up_states, nup, JSONBOID);
 		args[3] = make_array(up_times, nup, TIMESTAMPTZOID);
 		args[4] = Int64GetDatum(batch_id);
-		if (SPI_execute_with_args("INSERT INTO anomstream.keyed_state_data AS t"
+		op_exec(op, "INSERT INTO anomstream.keyed_state_data AS t"
 								  " (op_id, key, state, last_event_time, updated_at, updated_batch)"
 								  " SELECT $1, u.k, u.s, u.t, pg_catalog.now(), $5"
 								  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(k, s, t)"
 								  " ON CONFLICT (op_id, key) DO UPDATE SET state = EXCLUDED.state,"
 								  " last_event_time = GREATEST(t.last_event_time, EXCLUDED.last_event_time),"
 								  " updated_at = EXCLUDED.updated_at, updated_batch = EXCLUDED.updated_batch",
-								  5, types, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write the state of keyed operator \"%s\"", op->name);
+				5, types, args, SPI_OK_INSERT, "write the state");
 	}
 	if (ndel > 0)
 	{
@@ -568,11 +579,10 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 
 		args[0] = Int32GetDatum(op->id);
 		args[1] = make_array(del_keys, ndel, TEXTOID);
-		if (SPI_execute_with_args("DELETE FROM anomstream.keyed_state_data"
+		op_exec(op, "DELETE FROM anomstream.keyed_state_data"
 								  " WHERE op_id OPERATOR(pg_catalog.=) $1"
 								  " AND key OPERATOR(pg_catalog.=) ANY ($2)",
-								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete state of keyed operator \"%s\"", op->name);
+				2, types, args, SPI_OK_DELETE, "delete state");
 	}
 
 	/* 5. TTL against the operator's watermark (max event_time seen - lateness). */
@@ -583,13 +593,11 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 
 		args[0] = Int32GetDatum(op->id);
 		args[1] = TimestampTzGetDatum(pr.max_event_time - (int64) anomstream_lateness * 1000);
-		if (SPI_execute_with_args("DELETE FROM anomstream.keyed_state_data s"
+		pr.evicted_ttl = (int64) op_exec(op, "DELETE FROM anomstream.keyed_state_data s"
 								  " USING anomstream.keyed_operators o"
 								  " WHERE o.id OPERATOR(pg_catalog.=) $1 AND s.op_id OPERATOR(pg_catalog.=) $1"
 								  " AND s.last_event_time OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) o.ttl)",
-								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not evict state of keyed operator \"%s\"", op->name);
-		pr.evicted_ttl = (int64) SPI_processed;
+				2, types, args, SPI_OK_DELETE, "evict state");
 		pr.nkeys -= pr.evicted_ttl;
 	}
 
@@ -601,14 +609,12 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 
 		args[0] = Int32GetDatum(op->id);
 		args[1] = Int64GetDatum(pr.nkeys - op->max_keys);
-		if (SPI_execute_with_args("DELETE FROM anomstream.keyed_state_data d"
+		pr.evicted_limit = (int64) op_exec(op, "DELETE FROM anomstream.keyed_state_data d"
 								  " WHERE d.op_id OPERATOR(pg_catalog.=) $1 AND d.key IN"
 								  " (SELECT s.key FROM anomstream.keyed_state_data s"
 								  " WHERE s.op_id OPERATOR(pg_catalog.=) $1"
 								  " ORDER BY s.last_event_time, s.key COLLATE \"C\" LIMIT $2)",
-								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not evict state of keyed operator \"%s\"", op->name);
-		pr.evicted_limit = (int64) SPI_processed;
+				2, types, args, SPI_OK_DELETE, "evict state");
 		pr.nkeys -= pr.evicted_limit;
 	}
 
@@ -630,15 +636,14 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 		args[9] = Int64GetDatum(batch_id);
 		args[10] = Float8GetDatum((GetCurrentTimestamp() - pr.started) / 1000.0);
 		args[11] = Float8GetDatum(pr.updater_ms);
-		if (SPI_execute_with_args("UPDATE anomstream.keyed_operators SET max_event_time = $2,"
+		op_exec(op, "UPDATE anomstream.keyed_operators SET max_event_time = $2,"
 								  " nkeys = $3, batches = batches + 1, updates = updates + $4,"
 								  " evicted_ttl = evicted_ttl + $5, evicted_limit = evicted_limit + $6,"
 								  " skipped_new = skipped_new + $7, out_of_order = out_of_order + $8,"
 								  " invalid_points = invalid_points + $9, last_batch_id = $10,"
 								  " busy_ms = busy_ms + $11, updater_ms = updater_ms + $12"
 								  " WHERE id OPERATOR(pg_catalog.=) $1",
-								  12, types, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record progress of keyed operator \"%s\"", op->name);
+				12, types, args, SPI_OK_UPDATE, "record progress");
 	}
 	AtEOXact_GUC(true, outer_nest);
 }
