@@ -48,29 +48,8 @@ max_worker_processes = 16
 "
 cluster_psql -c "CREATE EXTENSION anomstream" \
 	-c "SELECT anomstream.deactivate('process'), anomstream.deactivate('memory')" >/dev/null
+cluster_psql -f "$ROOT/test/keyed/deriv_updater.sql" >/dev/null
 cluster_psql >/dev/null <<'SQL'
-CREATE FUNCTION deriv(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-	d jsonb := coalesce(s -> 'd', '[]');
-	lv jsonb := s -> 'lv';
-	p jsonb;
-BEGIN
-	FOR p IN SELECT e FROM jsonb_array_elements(vs) e LOOP
-		IF lv IS NULL OR (p ->> 'x')::numeric = (lv ->> 'x')::numeric THEN
-			lv := p;
-		ELSIF (p ->> 'x')::numeric > (lv ->> 'x')::numeric THEN
-			d := d || to_jsonb(((p ->> 'y')::float8 - (lv ->> 'y')::float8)
-							   / ((p ->> 'x')::float8 - (lv ->> 'x')::float8));
-			lv := p;
-		END IF;
-	END LOOP;
-	IF jsonb_array_length(d) > 10 THEN
-		d := (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(d) WITH ORDINALITY a(e, i)
-			  WHERE i > jsonb_array_length(d) - 10);
-	END IF;
-	RETURN jsonb_build_object('d', d, 'lv', lv);
-END
-$$;
 SELECT anomstream.keyed_create('deriv_c', 'anomstream.process_events', key => 'cmd',
 	value => 'jsonb_build_object(''x'', sequence, ''y'', pid)', builtin => 'derivative');
 SELECT anomstream.keyed_create('deriv_sql', 'anomstream.process_events', key => 'cmd',

@@ -11,6 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use File::Basename qw(dirname);
 
 my $broker = start_broker(partitions => 1);
 my $node = new_node('keyed_vectors', $broker->{bootstrap}, qq{
@@ -53,34 +54,15 @@ $node->safe_psql('postgres', q{
 CREATE ROLE kadmin LOGIN IN ROLE anomstream_admin;
 CREATE SCHEMA k AUTHORIZATION kadmin;
 });
-# Everything below is done by the operator owner, a non-superuser.
+# Everything below is done by the operator owner, a non-superuser. k.deriv: the write-up's
+# derivative as a PL/pgSQL updater.
+$node->safe_psql('postgres', "SET ROLE kadmin; SET search_path = k;\n"
+	  . slurp_file(dirname(__FILE__) . '/../keyed/deriv_updater.sql'));
 $node->safe_psql('postgres', q{
 SET ROLE kadmin;
 -- the write-up's first updater: extend the state by the new values
 CREATE FUNCTION k.append(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
 	AS $$ SELECT coalesce(s, '[]'::jsonb) || vs $$;
--- the write-up's derivative updater, in PL/pgSQL, with its trimming line fixed (keep the
--- last 10 derivatives)
-CREATE FUNCTION k.deriv(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-	d jsonb := coalesce(s -> 'd', '[]');
-	lv jsonb := s -> 'lv';
-	p jsonb;
-BEGIN
-	FOR p IN SELECT e FROM jsonb_array_elements(vs) e LOOP
-		IF lv IS NOT NULL THEN
-			d := d || to_jsonb(((p ->> 'y')::float8 - (lv ->> 'y')::float8)
-							   / ((p ->> 'x')::float8 - (lv ->> 'x')::float8));
-		END IF;
-		lv := p;
-	END LOOP;
-	IF jsonb_array_length(d) > 10 THEN
-		d := (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(d) WITH ORDINALITY a(e, i)
-			  WHERE i > jsonb_array_length(d) - 10);
-	END IF;
-	RETURN jsonb_build_object('d', d, 'lv', lv);
-END
-$$;
 -- records who runs it
 CREATE FUNCTION k.whoami(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
 	AS $$ SELECT to_jsonb(current_user::text) $$;
