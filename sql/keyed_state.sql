@@ -52,6 +52,9 @@ SELECT anomstream.keyed_create('x', 'anomstream.process_events', 'cmd', 'sequenc
 SELECT anomstream.keyed_create('x', 'anomstream.process_events', 'cmd', 'sequence', updater => 'strict_updater(jsonb,jsonb)');
 SELECT anomstream.keyed_create('x', 'anomstream.process_events', 'cmd', 'sequence', updater => 'wrong_updater(jsonb)');
 SELECT anomstream.keyed_create('x', 'anomstream.process_events', 'no_such_column', 'sequence', builtin => 'capped_list');
+SELECT anomstream.keyed_create('x', 'anomstream.process_events', 'cmd', 'sequence', builtin => 'capped_list',
+	filter => 'true); DROP TABLE anomstream.positions; SELECT (1');
+SELECT count(*) AS positions_still_there FROM anomstream.positions;
 SELECT anomstream.keyed_alter('nope', enabled => false);
 -- alter keeps state, changes settings
 SELECT anomstream.keyed_alter('lists', builtin => 'capped_list', builtin_arg => 3, ttl => '1 hour');

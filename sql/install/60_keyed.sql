@@ -100,6 +100,12 @@ CREATE POLICY keyed_operators_own ON anomstream.keyed_operators FOR ALL
 	USING (pg_catalog.pg_has_role(current_user, owner, 'MEMBER'))
 	WITH CHECK (pg_catalog.pg_has_role(current_user, owner, 'MEMBER'));
 
+CREATE FUNCTION anomstream.keyed_single_statement(sql text) RETURNS bool
+	AS 'MODULE_PATHNAME', 'anomstream_keyed_single_statement'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION anomstream.keyed_single_statement(text) IS
+	'Internal: true if sql parses as exactly one statement (nothing is looked up or run).';
+
 -- Caller checks shared by create and alter: role, updater signature and privilege, and that
 -- the expressions compile over the source table as the caller.
 CREATE FUNCTION anomstream.keyed_check(source regclass, filter text, key_expr text,
@@ -107,6 +113,7 @@ CREATE FUNCTION anomstream.keyed_check(source regclass, filter text, key_expr te
 	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
 	p record;
+	q text;
 BEGIN
 	IF NOT pg_catalog.pg_has_role(current_user, 'anomstream_admin', 'MEMBER')
 	   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
@@ -149,9 +156,16 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Built-ins are derivative and capped_list.';
 	END IF;
-	-- Compile (and run on no rows) the expressions as the caller, who becomes the owner.
-	EXECUTE pg_catalog.format('SELECT (%s)::text, pg_catalog.to_jsonb(%s) FROM %s WHERE false AND (%s)',
-							  key_expr, value_expr, source, coalesce(filter, 'true'));
+	-- Compile (and run on no rows) the expressions as the caller, who becomes the owner;
+	-- first make sure they are expressions, not a way to run more statements.
+	q := pg_catalog.format('SELECT (%s)::text, pg_catalog.to_jsonb(%s) FROM %s WHERE false AND (%s)',
+						   key_expr, value_expr, source, coalesce(filter, 'true'));
+	IF NOT anomstream.keyed_single_statement(q) THEN
+		RAISE EXCEPTION 'key, value and filter of a keyed operator must be single expressions'
+			USING ERRCODE = 'syntax_error',
+				  DETAIL = 'Together they make more than one SQL statement.';
+	END IF;
+	EXECUTE q;
 END
 $$;
 COMMENT ON FUNCTION anomstream.keyed_check(regclass, text, text, text, regprocedure, text) IS

@@ -35,6 +35,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -49,6 +50,8 @@
 
 #include "guc.h"
 #include "keyed/keyed.h"
+
+PG_FUNCTION_INFO_V1(anomstream_keyed_single_statement);
 
 #define KEYED_WORK_MEM "65536"	/* kB, for the operator's sorts and hashes */
 
@@ -185,6 +188,25 @@ transient_error(int sqlerrcode)
 			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
 				sqlerrcode == ERRCODE_OUT_OF_MEMORY;
 	}
+}
+
+/*
+ * Is sql exactly one statement? (Raw parse only: nothing is looked up or run.)
+ */
+static bool
+keyed_single_statement(const char *sql)
+{
+	return list_length(raw_parser(sql, RAW_PARSE_DEFAULT)) == 1;
+}
+
+/*
+ * anomstream.keyed_single_statement(sql text) -> bool, for keyed_check: validating an
+ * operator's expressions must not run a statement smuggled into them.
+ */
+Datum
+anomstream_keyed_single_statement(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(keyed_single_statement(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 }
 
 /*
@@ -418,6 +440,12 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 					 " ORDER BY s.event_time, s.kafka_partition, s.kafka_offset, s.row_index",
 					 op->key_expr, op->value_expr, op->source, refill,
 					 op->filter ? op->filter : "true");
+	/* The expressions are text from the owner: they must not smuggle in more statements. */
+	if (!keyed_single_statement(q.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("keyed operator \"%s\" has expressions that are not single expressions",
+						op->name)));
 	GetUserIdAndSecContext(&save_uid, &save_sec);
 	SetUserIdAndSecContext(op->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	{

@@ -76,7 +76,7 @@ SELECT anomstream.keyed_create('deriv_sql', 'anomstream.process_events', key => 
 SELECT anomstream.keyed_create('deriv_c', 'anomstream.process_events', key => 'cmd',
 	value => 'jsonb_build_object(''x'', pid, ''y'', sequence)', filter => 'cmd = ''d''',
 	builtin => 'derivative');
-SELECT anomstream.keyed_create('who', 'anomstream.process_events', key => 'cmd',
+SELECT anomstream.keyed_create('who', 'anomstream.process_events', key => 'cmd || ''/'' || current_user',
 	value => 'sequence', updater => 'k.whoami(jsonb,jsonb)');
 });
 
@@ -136,12 +136,33 @@ is(state_of('order_c', 'o'), $same eq 't' ? '[20, 30, 31]' : '[30, 31, 20]',
 	'values reach the updater in event-time order within a micro-batch, batch after batch');
 
 # Updaters ran as the operator's owner.
-is(state_of('who', 'k'), '"kadmin"', 'the updater runs as the operator owner');
+is(state_of('who', 'k/kadmin'), '"kadmin"', 'expressions and updater run as the operator owner');
 is($node->safe_psql('postgres',
 		"SELECT string_agg(operator || '=' || keys, ',' ORDER BY operator) FROM anomstream.keyed_status WHERE operator <> 'minflt_growth'"),
 	'deriv_c=1,deriv_sql=1,list_c=1,list_sql=1,order_c=1,who=3', 'key counts in the status view');
 is($node->safe_psql('postgres', "SELECT count(*) FROM anomstream.keyed_status WHERE last_error IS NOT NULL"),
 	'0', 'no operator errors');
+
+# Expressions cannot smuggle in a second statement: keyed_create refuses, and a row written
+# directly (admins may) is stopped by the worker before anything runs.
+my ($ret, $o, $e) = $node->psql('postgres', q{
+SET ROLE kadmin;
+SELECT anomstream.keyed_create('smuggle', 'anomstream.process_events', key => 'cmd',
+	value => 'sequence', filter => 'true); DELETE FROM anomstream.keyed_state_data; SELECT (1',
+	builtin => 'capped_list');
+});
+like($e, qr/must be single expressions/, 'keyed_create refuses an expression with a second statement');
+$node->safe_psql('postgres', q{
+SET ROLE kadmin;
+INSERT INTO anomstream.keyed_operators (name, owner, source, key_expr, value_expr, builtin, filter)
+VALUES ('smuggle', 0, 'anomstream.process_events', 'cmd', 'sequence', 'capped_list',
+	'true); DELETE FROM anomstream.keyed_state_data; SELECT (1');
+});
+micro_batch(qq({"CMD": "k", "sequence": 100, "PID": 1}));
+like($node->safe_psql('postgres', "SELECT enabled, last_error FROM anomstream.keyed_status WHERE operator = 'smuggle'"),
+	qr/^f\|.*not single expressions/, 'an operator with a second statement in an expression is stopped');
+is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 100]', 'and nothing else was touched');
+$node->safe_psql('postgres', q{SET ROLE kadmin; SELECT anomstream.keyed_drop('smuggle')});
 
 # A failing updater stops only its operator; the batch and the other operators go on.
 $node->safe_psql('postgres', q{
@@ -154,7 +175,7 @@ SELECT anomstream.keyed_create('boom', 'anomstream.process_events', key => 'cmd'
 micro_batch(qq({"CMD": "k", "sequence": 0, "PID": 1}));
 is($node->safe_psql('postgres', "SELECT enabled, last_error FROM anomstream.keyed_status WHERE operator = 'boom'"),
 	'f|division by zero', 'a failing updater stops its operator with the error');
-is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 0]', 'other operators saw the same micro-batch');
+is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 100, 0]', 'other operators saw the same micro-batch');
 micro_batch(qq({"CMD": "k", "sequence": 5, "PID": 1}));
 $node->safe_psql('postgres', q{SET ROLE kadmin; SELECT anomstream.keyed_alter('boom', enabled => true)});
 micro_batch(qq({"CMD": "k", "sequence": 6, "PID": 1}));
@@ -165,7 +186,7 @@ $node->safe_psql('postgres', q{SET ROLE kadmin; SELECT anomstream.keyed_drop('li
 micro_batch(qq({"CMD": "k", "sequence": 7, "PID": 1}));
 is($node->safe_psql('postgres', "SELECT count(*) FROM anomstream.keyed_state WHERE operator = 'list_sql'"),
 	'0', 'dropped operator has no state');
-is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 0, 5, 6, 7]', 'streaming went on');
+is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 100, 0, 5, 6, 7]', 'streaming went on');
 
 # The default install's operator: MINFLT growth per second per process, from memory rows.
 for my $m ([ 0, '1K' ], [ 5, '2K' ], [ 15, '2.5K' ])
