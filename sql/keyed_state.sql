@@ -85,7 +85,16 @@ SELECT anomstream.keyed_alter('a1', enabled => false);
 UPDATE anomstream.keyed_operators SET enabled = false WHERE name = 'a1';
 SELECT enabled FROM anomstream.keyed_operators WHERE name = 'a1';
 RESET ROLE;
+-- state rows (as the worker would write them): each admin clears only its own
+INSERT INTO anomstream.keyed_state_data (op_id, key, state, last_event_time, updated_at, updated_batch)
+SELECT id, 'k', '[1]', now(), now(), 1 FROM anomstream.keyed_operators WHERE name IN ('a1', 'sneaky');
+SET ROLE keyed_admin2;
+DELETE FROM anomstream.keyed_state_data;
+RESET ROLE;
+SELECT count(*) AS rows_left_by_admin2 FROM anomstream.keyed_state_data;
 SET ROLE keyed_admin1;
+SELECT anomstream.keyed_alter('a1', reset_state => true);
+SELECT operator, key FROM anomstream.keyed_state ORDER BY 1;
 SELECT anomstream.keyed_drop('a1');
 SELECT anomstream.keyed_drop('sneaky');
 RESET ROLE;

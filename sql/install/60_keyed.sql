@@ -329,7 +329,13 @@ GRANT EXECUTE ON FUNCTION anomstream.keyed_create(text, regclass, text, text, re
 	anomstream.keyed_check(regclass, text, text, text, regprocedure, text) TO anomstream_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON anomstream.keyed_operators TO anomstream_admin;
 GRANT USAGE ON SEQUENCE anomstream.keyed_operators_id_seq TO anomstream_admin;
-GRANT DELETE ON anomstream.keyed_state_data TO anomstream_admin;
+-- Admins may clear the state of their own operators (keyed_alter reset_state), no other.
+GRANT SELECT, DELETE ON anomstream.keyed_state_data TO anomstream_admin;
+ALTER TABLE anomstream.keyed_state_data ENABLE ROW LEVEL SECURITY;
+CREATE POLICY keyed_state_data_own ON anomstream.keyed_state_data FOR ALL
+	USING (EXISTS (SELECT 1 FROM anomstream.keyed_operators o
+				   WHERE o.id OPERATOR(pg_catalog.=) op_id
+					 AND pg_catalog.pg_has_role(current_user, o.owner, 'MEMBER')));
 GRANT SELECT ON anomstream.keyed_state, anomstream.keyed_status TO anomstream_admin;
 GRANT SELECT ON anomstream.keyed_status TO anomstream_reader;
 -- Operator owners read the staging table their operator reads (the worker runs its
