@@ -63,6 +63,11 @@ SET ROLE kadmin;
 -- the write-up's first updater: extend the state by the new values
 CREATE FUNCTION k.append(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
 	AS $$ SELECT coalesce(s, '[]'::jsonb) || vs $$;
+-- NULL deletes the key: forget everything when a 6 arrives
+CREATE FUNCTION k.forget6(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
+	AS $$ SELECT CASE WHEN vs @> '[6]' THEN NULL ELSE coalesce(s, '[]'::jsonb) || vs END $$;
+SELECT anomstream.keyed_create('forget', 'anomstream.process_events', key => 'cmd',
+	value => 'sequence', filter => 'cmd = ''k''', updater => 'k.forget6(jsonb,jsonb)');
 -- records who runs it
 CREATE FUNCTION k.whoami(vs jsonb, s jsonb) RETURNS jsonb LANGUAGE sql
 	AS $$ SELECT to_jsonb(current_user::text) $$;
@@ -139,7 +144,7 @@ is(state_of('order_c', 'o'), $same eq 't' ? '[20, 30, 31]' : '[30, 31, 20]',
 is(state_of('who', 'k/kadmin'), '"kadmin"', 'expressions and updater run as the operator owner');
 is($node->safe_psql('postgres',
 		"SELECT string_agg(operator || '=' || keys, ',' ORDER BY operator) FROM anomstream.keyed_status WHERE operator <> 'minflt_growth'"),
-	'deriv_c=1,deriv_sql=1,list_c=1,list_sql=1,order_c=1,who=3', 'key counts in the status view');
+	'deriv_c=1,deriv_sql=1,forget=1,list_c=1,list_sql=1,order_c=1,who=3', 'key counts in the status view');
 is($node->safe_psql('postgres', "SELECT count(*) FROM anomstream.keyed_status WHERE last_error IS NOT NULL"),
 	'0', 'no operator errors');
 
@@ -180,6 +185,8 @@ micro_batch(qq({"CMD": "k", "sequence": 5, "PID": 1}));
 $node->safe_psql('postgres', q{SET ROLE kadmin; SELECT anomstream.keyed_alter('boom', enabled => true)});
 micro_batch(qq({"CMD": "k", "sequence": 6, "PID": 1}));
 is(state_of('boom', 'k'), '0', 're-enabled operator runs again (1/6 = 0)');
+is($node->safe_psql('postgres', "SELECT (SELECT count(*) FROM anomstream.keyed_state WHERE operator = 'forget') || '/' || keys FROM anomstream.keyed_status WHERE operator = 'forget'"),
+	'0/0', 'an updater returning NULL deletes the key');
 
 # Dropping an operator while streaming removes its state.
 $node->safe_psql('postgres', q{SET ROLE kadmin; SELECT anomstream.keyed_drop('list_sql')});
@@ -187,6 +194,7 @@ micro_batch(qq({"CMD": "k", "sequence": 7, "PID": 1}));
 is($node->safe_psql('postgres', "SELECT count(*) FROM anomstream.keyed_state WHERE operator = 'list_sql'"),
 	'0', 'dropped operator has no state');
 is(state_of('list_c', 'k'), '[0, 1, 2, 3, 4, 100, 0, 5, 6, 7]', 'streaming went on');
+is(state_of('forget', 'k'), '[7]', 'a deleted key starts again from a NULL state');
 
 # The default install's operator: MINFLT growth per second per process, from memory rows.
 for my $m ([ 0, '1K' ], [ 5, '2K' ], [ 15, '2.5K' ])
