@@ -55,6 +55,7 @@
 #include "ingest/positions.h"
 #include "ingest/staging.h"
 #include "ingest/worker.h"
+#include "keyed/keyed.h"
 
 #define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
 #define BACKOFF_MIN_MS 1000
@@ -799,6 +800,7 @@ commit_batch(Batch *b)
 			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
 		MemoryContextSwitchTo(old);
 	}
+	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
 
