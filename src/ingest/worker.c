@@ -49,6 +49,7 @@
 #include "ingest/positions.h"
 #include "ingest/staging.h"
 #include "ingest/worker.h"
+#include "pipeline/pipeline.h"
 
 #define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
 #define BACKOFF_MIN_MS 1000
@@ -240,6 +241,8 @@ anomstream_worker_main(Datum arg)
 		collect_batch(&batch);
 		if (batch.messages > 0)
 			commit_batch(&batch);
+		else
+			pipeline_tick(parts, nparts);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(batch_context);
 		decode_arena_reset(arena);
@@ -604,6 +607,7 @@ commit_batch(Batch *b)
 			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
 		MemoryContextSwitchTo(old);
 	}
+	pipeline_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
 
