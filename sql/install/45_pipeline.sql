@@ -68,11 +68,14 @@ CREATE TABLE anomstream.pipeline_batches (
 	windows_changed		bigint NOT NULL,
 	windows_closed		bigint NOT NULL,
 	watermark			timestamptz NOT NULL,
-	pipeline_ms			float8 NOT NULL
+	pipeline_ms			float8 NOT NULL,
+	held_process		bigint NOT NULL,		-- state rows after the batch
+	held_memory			bigint NOT NULL,
+	held_keys			bigint NOT NULL
 );
 CREATE INDEX pipeline_batches_processed_at ON anomstream.pipeline_batches (processed_at);
 COMMENT ON TABLE anomstream.pipeline_batches IS
-	'What each micro-batch did in the pipeline (rows, late rows, pairs, window rows changed and closed, W after it); kept one day.';
+	'What each micro-batch did in the pipeline (rows, late rows, pairs, window rows changed and closed, W and state rows after it); kept one day.';
 
 -- Late rows (§5): listed with their reason, excluded from windows and joins.
 CREATE TABLE anomstream.late_rows (

@@ -143,13 +143,18 @@ record(PipelineRun *run, bool batch, double ms)
 			"last_batch_at = CASE WHEN $9 THEN pg_catalog.transaction_timestamp() ELSE last_batch_at END, "
 			"last_batch_rows = CASE WHEN $9 THEN $10 ELSE last_batch_rows END, "
 			"last_pipeline_ms = CASE WHEN $9 THEN $7 ELSE last_pipeline_ms END, "
-			"last_event_lag_ms = CASE WHEN $9 AND $8 IS NOT NULL THEN $8 ELSE last_event_lag_ms END",
-			12, types, values, nulls, SPI_OK_UPDATE);
+			"last_event_lag_ms = CASE WHEN $9 AND $8 IS NOT NULL THEN $8 ELSE last_event_lag_ms END "
+			"RETURNING held_process, held_memory, held_keys",
+			12, types, values, nulls, SPI_OK_UPDATE_RETURNING);
 	if (batch)
 	{
-		Oid			bt[10] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-			INT8OID, TIMESTAMPTZOID, FLOAT8OID};
-		Datum		bv[10];
+		Oid			bt[13] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+			INT8OID, TIMESTAMPTZOID, FLOAT8OID, INT8OID, INT8OID, INT8OID};
+		Datum		bv[13];
+		bool		isnull;
+
+		for (int c = 0; c < 3; c++)
+			bv[10 + c] = pl_get(0, c + 1, &isnull);
 
 		bv[0] = Int64GetDatum(run->batch_id);
 		bv[1] = Int64GetDatum(run->rows);
@@ -162,9 +167,10 @@ record(PipelineRun *run, bool batch, double ms)
 		bv[8] = TimestampTzGetDatum(run->watermark_new);
 		bv[9] = Float8GetDatum(ms);
 		pl_exec("INSERT INTO anomstream.pipeline_batches (batch_id, rows, late_rows, attack_rows, "
-				"pairs, new_keys, windows_changed, windows_closed, watermark, pipeline_ms) "
-				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-				10, bt, bv, NULL, SPI_OK_INSERT);
+				"pairs, new_keys, windows_changed, windows_closed, watermark, pipeline_ms, "
+				"held_process, held_memory, held_keys) "
+				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+				13, bt, bv, NULL, SPI_OK_INSERT);
 	}
 }
 

@@ -146,13 +146,15 @@ sub compare_results
 # A digest of the deterministic columns of both result tables and the late rows.
 sub results_digest
 {
-	my ($node) = @_;
+	my ($node, %o) = @_;
+	my $late = $o{without_late} ? '' : q{
+			UNION ALL SELECT (topic, kafka_partition, kafka_offset, row_index, reason)::text
+					  FROM anomstream.late_rows};
 	return $node->safe_psql('postgres', qq{
 		SELECT md5(string_agg(t, E'\\n' ORDER BY t)) FROM (
 			SELECT ($potential_cols)::text AS t FROM anomstream.potential_attacks
 			UNION ALL SELECT ($detected_cols)::text FROM anomstream.detected_attacks
-			UNION ALL SELECT (topic, kafka_partition, kafka_offset, row_index, reason)::text
-					  FROM anomstream.late_rows) d});
+			$late) d});
 }
 
 # The held_* counters of pipeline_state equal the state tables' row counts.
