@@ -76,6 +76,30 @@ cmp_ok($checks, '>=', 20, 'many snapshots were taken while the worker committed 
 cmp_ok($with_pairs, '>', 5, 'batches with pairs were committed meanwhile');
 is($bad, 0, 'no snapshot saw part of a micro-batch');
 
+# Config pending (DESIGN.md §7): a changed semantic setting stops the pipeline, and with it
+# consumption, until the stored value is back (or anomstream.rebuild()).
+load_log($node, $log);
+ok(wait_ingested($node), 'all rows arrived');
+my $staged = $node->safe_psql('postgres', 'SELECT count(*) FROM anomstream.process_events');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET anomstream."window" = '1min'; SELECT pg_reload_conf()});
+$node->poll_query_until('postgres', 'SELECT bool_and(config_pending) FROM anomstream.pipeline_status')
+  or die 'config_pending not shown';
+my $more = replay($broker->{bootstrap}, '--process', $pcsv, '--cycles', '2', '--speedup', '0',
+	'--start-ts', '1604232200', '--seed', '6');
+$node->poll_query_until('postgres',
+	"SELECT last_error LIKE '%config pending%' FROM anomstream.worker_status() LIMIT 1")
+  or die 'worker did not report config pending';
+is($node->safe_psql('postgres', 'SELECT count(*) FROM anomstream.process_events'), $staged,
+	'nothing is consumed while the config is pending');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET anomstream."window"; SELECT pg_reload_conf()});
+$node->poll_query_until('postgres',
+	"SELECT count(*) > $staged FROM anomstream.process_events")
+  or die 'consumption did not resume';
+is($node->safe_psql('postgres', 'SELECT bool_or(config_pending) FROM anomstream.pipeline_status'),
+	'f', 'config no longer pending once the stored value is back');
+like(slurp_file($node->logfile), qr/config pending: the pipeline's semantic settings changed/,
+	'the log says why the pipeline waits');
+
 $node->stop;
 stop_broker($broker);
 done_testing();
