@@ -15,6 +15,11 @@
  * cmd_pid not NULL) go to the stream's join buffer stamped with the batch id, from where
  * join.c and windows.c take the batch's delta.
  *
+ * Staging's planner statistics lag (it grows and is trimmed all the time) and a sequential
+ * scan would make every batch cost as much as all of staging, so this statement runs with
+ * sequential scans off (a GUC nest level, undone on return or by an abort): the batch's
+ * rows come through the BRIN index on batch_id.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -23,6 +28,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "ingest/decode.h"
@@ -54,6 +60,7 @@ late_classify(PipelineRun *run, int stream)
 	INTERVALOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[7];
 	uint64		nres;
+	int			nestlevel;
 
 	for (int i = 0; i < run->npw; i++)
 	{
@@ -113,7 +120,11 @@ late_classify(PipelineRun *run, int stream)
 	values[4] = run->s.lateness;
 	values[5] = TimestampTzGetDatum(run->watermark_old);
 	values[6] = CStringGetTextDatum(topic);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	nres = pl_exec(sql.data, 7, types, values, NULL, SPI_OK_SELECT);
+	AtEOXact_GUC(true, nestlevel);
 
 	for (uint64 r = 0; r < nres; r++)
 	{
