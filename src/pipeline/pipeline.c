@@ -71,9 +71,8 @@ apply_retention(TimestampTz now)
 static void
 after_watermark(PipelineRun *run)
 {
-	windows_close(run);
+	windows_advance(run);
 	join_evict(run);
-	windows_evict(run);
 }
 
 /*

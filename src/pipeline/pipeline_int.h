@@ -78,6 +78,7 @@ extern uint64 pl_exec(const char *sql, int nargs, Oid *types, Datum *values,
 					  const char *nulls, int expect);
 extern Datum pl_interval_ms(int64 ms);
 extern Datum pl_get(int row, int col, bool *isnull);
+extern Datum pl_array(Datum *d, bool *nulls, int n, Oid elemtype);
 extern Datum pl_int4_array(const int32 *v, int n);
 extern Datum pl_int8_array(const int64 *v, int n);
 extern Datum pl_timestamptz_array(const TimestampTz *v, const bool *isnull, int n);
@@ -100,7 +101,6 @@ extern void join_evict(PipelineRun *run);
 
 /* windows.c */
 extern void windows_update(PipelineRun *run);
-extern void windows_close(PipelineRun *run);
-extern void windows_evict(PipelineRun *run);
+extern void windows_advance(PipelineRun *run);
 
 #endif							/* ANOMSTREAM_PIPELINE_INT_H */

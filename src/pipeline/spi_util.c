@@ -14,6 +14,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "pipeline/pipeline_int.h"
@@ -53,6 +54,23 @@ pl_get(int row, int col, bool *isnull)
 	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
 }
 
+/*
+ * A one-dimensional array of n datums of elemtype (nulls may be NULL: none).
+ */
+Datum
+pl_array(Datum *d, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, elemtype, typlen,
+											  typbyval, typalign));
+}
+
 Datum
 pl_int4_array(const int32 *v, int n)
 {
@@ -60,7 +78,7 @@ pl_int4_array(const int32 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int32GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+	return pl_array(d, NULL, n, INT4OID);
 }
 
 Datum
@@ -70,7 +88,7 @@ pl_int8_array(const int64 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return pl_array(d, NULL, n, INT8OID);
 }
 
 Datum
@@ -78,14 +96,11 @@ pl_timestamptz_array(const TimestampTz *v, const bool *isnull, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
 	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
 
 	for (int i = 0; i < n; i++)
 	{
 		d[i] = TimestampTzGetDatum(v[i]);
 		nulls[i] = isnull[i];
 	}
-	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TIMESTAMPTZOID, 8,
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return pl_array(d, nulls, n, TIMESTAMPTZOID);
 }

@@ -223,7 +223,7 @@ watermark_save(PipelineRun *run)
 
 		for (int i = 0; i < n; i++)
 			tdat[i] = CStringGetTextDatum(topics[i]);
-		values[0] = PointerGetDatum(construct_array(tdat, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[0] = pl_array(tdat, NULL, n, TEXTOID);
 		values[1] = pl_int4_array(partitions, n);
 		values[2] = pl_timestamptz_array(maxes, maxnull, n);
 		values[3] = pl_timestamptz_array(lastdata, lastnull, n);

@@ -101,41 +101,28 @@ windows_update(PipelineRun *run)
 }
 
 /*
- * Close the windows W passed in this run: window_end in (W_old, W_new].
+ * W moved: close the windows it passed (window_end in (W_old, W_new]; the primary key's
+ * range on window_start) and delete the window keys no open or future window can look back
+ * at (window_start < date_bin(W) - retention).
  */
 void
-windows_close(PipelineRun *run)
+windows_advance(PipelineRun *run)
 {
-	Oid			types[3] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INTERVALOID};
-	Datum		values[3];
+	Oid			types[4] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INTERVALOID, INTERVALOID};
+	Datum		values[4];
 
 	if (TIMESTAMP_NOT_FINITE(run->watermark_new) || run->watermark_new == run->watermark_old)
 		return;
 	values[0] = TimestampTzGetDatum(run->watermark_old);
 	values[1] = TimestampTzGetDatum(run->watermark_new);
 	values[2] = run->s.window;
+	values[3] = run->s.retention;
 	run->windows_closed =
 		pl_exec("UPDATE anomstream.potential_attacks SET closed = true"
 				" WHERE window_start > $1 - $3 AND window_start <= $2 - $3 AND NOT closed",
 				3, types, values, NULL, SPI_OK_UPDATE);
-}
-
-/*
- * Delete the window keys no open or future window can look back at.
- */
-void
-windows_evict(PipelineRun *run)
-{
-	Oid			types[3] = {TIMESTAMPTZOID, INTERVALOID, INTERVALOID};
-	Datum		values[3];
-
-	if (TIMESTAMP_NOT_FINITE(run->watermark_new) || run->watermark_new == run->watermark_old)
-		return;
-	values[0] = TimestampTzGetDatum(run->watermark_new);
-	values[1] = run->s.window;
-	values[2] = run->s.retention;
 	run->evicted[2] =
 		pl_exec("DELETE FROM anomstream.window_keys"
-				" WHERE window_start < pg_catalog.date_bin($2, $1, " ORIGIN ") - $3",
-				3, types, values, NULL, SPI_OK_DELETE);
+				" WHERE window_start < pg_catalog.date_bin($3, $2, " ORIGIN ") - $4",
+				4, types, values, NULL, SPI_OK_DELETE);
 }

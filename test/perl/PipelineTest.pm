@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(build_reference compare_results results_digest check_state_counters
-  pipeline_settings generated_csvs);
+  pipeline_settings generated_csvs result_counts);
 
 # Generated process and memory rows of one simulated world (the same seed for both
 # streams, so attacking processes appear in both and the join finds pairs).
@@ -155,6 +155,17 @@ sub results_digest
 			SELECT ($potential_cols)::text AS t FROM anomstream.potential_attacks
 			UNION ALL SELECT ($detected_cols)::text FROM anomstream.detected_attacks
 			$late) d});
+}
+
+# (window rows, pairs, partition-late rows, rows behind the pipeline watermark)
+sub result_counts
+{
+	my ($node) = @_;
+	return split /\|/, $node->safe_psql('postgres', q{
+		SELECT (SELECT count(*) FROM anomstream.potential_attacks),
+			   (SELECT count(*) FROM anomstream.detected_attacks),
+			   (SELECT count(*) FROM anomstream.late_rows WHERE reason = 'partition_watermark'),
+			   (SELECT count(*) FROM anomstream.late_rows WHERE reason = 'behind_pipeline_watermark')});
 }
 
 # The held_* counters of pipeline_state equal the state tables' row counts.

@@ -27,11 +27,7 @@ sub check_node
 	build_reference($node, %ref);
 	my $res = compare_results($node);
 	is($res->{$_}, '0', "$label: $_") for sort keys %$res;
-	my ($pot, $det, $late, $behind) = split /\|/, $node->safe_psql('postgres', q{
-		SELECT (SELECT count(*) FROM anomstream.potential_attacks),
-			   (SELECT count(*) FROM anomstream.detected_attacks),
-			   (SELECT count(*) FROM anomstream.late_rows WHERE reason = 'partition_watermark'),
-			   (SELECT count(*) FROM anomstream.late_rows WHERE reason = 'behind_pipeline_watermark')});
+	my ($pot, $det, $late, $behind) = result_counts($node);
 	note "$label: $pot window rows, $det pairs, $late late rows";
 	cmp_ok($pot, '>=', $min_attacks, "$label: windows with attacks exist");
 	cmp_ok($det, '>=', $min_attacks, "$label: pairs exist");

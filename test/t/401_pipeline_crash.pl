@@ -30,37 +30,6 @@ anomstream.trigger_interval = '50ms'
 my ($replayer, $log, $r) = replay_bg($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '20', '--cycles', '160', '--start-ts', '1604231589', '--seed', '3');
 
-sub wait_up
-{
-	$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
-}
-
-sub kill_worker
-{
-	my $pid = worker_pid($node);
-	kill 'KILL', $pid;
-	note "killed worker $pid";
-	sleep 1;
-	wait_up();
-}
-
-sub kill_backend
-{
-	my $sleeper = IPC::Run::start(
-		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'SELECT pg_sleep(60)' ],
-		'>', \my $so, '2>', \my $se);
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'")
-	  or die 'sleeper not seen';
-	my $bpid = $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'");
-	kill 'KILL', $bpid;
-	eval { $sleeper->finish };
-	note "killed backend $bpid";
-	sleep 1;
-	wait_up();
-}
-
 sub immediate
 {
 	$node->stop('immediate');
@@ -77,11 +46,11 @@ for my $c (@crashes)
 	$node->poll_query_until('postgres',
 		"SELECT batches > 0 FROM anomstream.pipeline_state") or die 'no batches';
 	sleep(0.3 + rand(2.0));
-	$c->();
+	$c->($node);
 	$n++;
 }
 stop_bg($replayer) or die "replayer failed: $r->{err}";
-kill_worker();
+kill_worker($node);
 $n++;
 
 load_log($node, $log);
@@ -92,11 +61,7 @@ is($cmp->{$_}, '0', "staging equals input: $_") for sort keys %$cmp;
 build_reference($node, lateness => '5s', window => '2min', retention => '6min', bound => '30s');
 my $res = compare_results($node);
 is($res->{$_}, '0', "after $n crashes: $_") for sort keys %$res;
-my ($pot, $det, $late, $behind) = split /\|/, $node->safe_psql('postgres', q{
-	SELECT (SELECT count(*) FROM anomstream.potential_attacks),
-		   (SELECT count(*) FROM anomstream.detected_attacks),
-		   (SELECT count(*) FROM anomstream.late_rows WHERE reason = 'partition_watermark'),
-		   (SELECT count(*) FROM anomstream.late_rows WHERE reason = 'behind_pipeline_watermark')});
+my ($pot, $det, $late, $behind) = result_counts($node);
 note "$pot window rows, $det pairs, $late late rows";
 cmp_ok($det, '>', 100, 'pairs were detected');
 cmp_ok($late, '>', 10, 'late rows were listed');
