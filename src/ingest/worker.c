@@ -56,6 +56,7 @@
 #include "ingest/staging.h"
 #include "ingest/worker.h"
 #include "keyed/keyed.h"
+#include "pipeline/pipeline.h"
 
 #define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
 #define BACKOFF_MIN_MS 1000
@@ -259,6 +260,7 @@ anomstream_worker_main(Datum arg)
 	for (;;)
 	{
 		Batch	   *next;
+		bool		committed;
 		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
@@ -288,6 +290,7 @@ anomstream_worker_main(Datum arg)
 		collect_batch(next, ready == NULL);
 		if (next->messages > 0)
 			decode_batch(next);
+		committed = ready != NULL;
 		if (ready)
 			commit_batch(ready);
 		ready = NULL;
@@ -297,7 +300,17 @@ anomstream_worker_main(Datum arg)
 			ready = next;
 		}
 		else
+		{
 			batch_reset(next);
+
+			/*
+			 * Time passed without data: idle partitions may stop holding the watermark and
+			 * windows may close. Not while the brokers are unreachable: a partition is idle
+			 * only when we know it is read to its end.
+			 */
+			if (!committed && !source.all_brokers_down)
+				pipeline_tick(parts, nparts);
+		}
 		publish_parts();
 
 		now = GetCurrentTimestamp();
@@ -800,6 +813,7 @@ commit_batch(Batch *b)
 			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
 		MemoryContextSwitchTo(old);
 	}
+	pipeline_process_batch(batch_id, parts, nparts);	/* windows, join, late rows */
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
