@@ -50,9 +50,20 @@ ingest_run() {
 	local label=$1 scoring=$2
 	cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = ''" -c "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.5
-	cluster_psql -c "DROP EXTENSION IF EXISTS anomstream" -c "CREATE EXTENSION anomstream" >/dev/null
+	local pid
+	pid=$(cluster_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomstream worker'")
+	cluster_psql -c "DROP EXTENSION IF EXISTS anomstream" -c "CREATE EXTENSION anomstream" \
+		-c "SELECT pg_reload_conf()" >/dev/null
+	# a worker that saw the extension before restarts in a fresh process: wait for it
+	for _ in $(seq 1 200); do
+		[ "$(cluster_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'anomstream worker' AND pid <> ${pid:-0}")" = 1 ] && break
+		sleep 0.1
+	done
 	if [ "$scoring" = off ]; then
-		cluster_psql -c "SELECT anomstream.deactivate('process'), anomstream.deactivate('memory')" >/dev/null
+		# ingest alone: rows unscored (so no attack rows reach windows or joins) and the
+		# default keyed operator off
+		cluster_psql -c "SELECT anomstream.deactivate('process'), anomstream.deactivate('memory')" \
+			-c "UPDATE anomstream.keyed_operators SET enabled = false" >/dev/null
 	fi
 	cluster_psql -c "CHECKPOINT" >/dev/null
 	local t0 t1 n
@@ -94,11 +105,11 @@ PRODUCED=$(grep -o '[0-9]* rows acknowledged' "$WORK/replay.err" | grep -o '^[0-
 echo "produced $PRODUCED rows ($(tail -1 "$WORK/replay.err" | sed 's/.*; //'))"
 
 echo "== ingest (same topics, read from the beginning each time)"
-ingest_run "anomstream ingest, scoring off" off
+ingest_run "ingest alone (no scoring, no keyed)" off
 INGEST_OFF=$INGEST_SECS
 cluster_psql -c "COPY anomstream.process_events TO '$WORK/pe.csv' CSV" \
 	-c "COPY anomstream.memory_events TO '$WORK/me.csv' CSV"
-ingest_run "anomstream ingest + XGBoost scoring" on
+ingest_run "default install (score+pipeline+keyed)" on
 INGEST_ON=$INGEST_SECS
 
 echo "== baseline: COPY FROM CSV of the same rows into the same UNLOGGED tables"

@@ -108,6 +108,7 @@ static bool source_open = false;
 static PartState *parts = NULL;
 static int	nparts = 0;
 static int	backoff_ms = 0;
+static Oid	known_extension = InvalidOid;	/* extension OID at the first setup */
 
 static bool setup(void);
 static void teardown(void);
@@ -352,18 +353,18 @@ anomstream_worker_main(Datum arg)
 }
 
 /*
- * Does the extension exist in our database? (Own transaction.)
+ * The extension's OID in our database, InvalidOid if it is not installed. (Own transaction.)
  */
-static bool
-extension_installed(void)
+static Oid
+extension_oid(void)
 {
-	bool		found;
+	Oid			oid;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	found = OidIsValid(get_extension_oid("anomstream", true));
+	oid = get_extension_oid("anomstream", true);
 	CommitTransactionCommand();
-	return found;
+	return oid;
 }
 
 /*
@@ -375,23 +376,39 @@ setup(void)
 {
 	char		errbuf[512];
 	bool		refill;
+	Oid			ext;
 
-	if (anomstream_brokers == NULL || anomstream_brokers[0] == '\0')
-	{
-		anomstream_set_state(WORKER_IDLE_NO_BROKERS, NULL);
-		wait_ms(10000);
-		return false;
-	}
 	if (RecoveryInProgress())
 	{
 		anomstream_set_state(WORKER_WAITING_FOR_RECOVERY, NULL);
 		wait_ms(EXTENSION_WAIT_MS);
 		return false;
 	}
-	if (!extension_installed())
+	ext = extension_oid();
+	if (!OidIsValid(ext))
 	{
 		anomstream_set_state(WORKER_WAITING_FOR_EXTENSION, NULL);
 		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
+
+	/*
+	 * The extension was dropped and created again under us: caches in this process (models,
+	 * compiled features, operators) describe objects that are gone. Start over in a fresh
+	 * process; the postmaster restarts the worker after RESTART_SECONDS.
+	 */
+	if (OidIsValid(known_extension) && ext != known_extension)
+	{
+		ereport(LOG,
+				(errmsg("anomstream: the extension was created again; restarting the worker")));
+		proc_exit(1);
+	}
+	known_extension = ext;
+
+	if (anomstream_brokers == NULL || anomstream_brokers[0] == '\0')
+	{
+		anomstream_set_state(WORKER_IDLE_NO_BROKERS, NULL);
+		wait_ms(10000);
 		return false;
 	}
 
