@@ -12,6 +12,9 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
+#include "utils/builtins.h"
+
 #include "ops/ops.h"
 
 /*
@@ -28,4 +31,17 @@ ops_check_partition_counts(const char *topic1, int count1, const char *topic2, i
 					topic1, topic2, count1, count2),
 			 errdetail("Messages are keyed by machine, so a machine's process and memory rows only meet in one partition number, and on one server, when both topics have the same number of partitions."),
 			 errhint("Give both topics the same number of partitions (kafka-topics --alter --partitions), then reload the configuration.")));
+}
+
+PG_FUNCTION_INFO_V1(anomstream_check_partition_counts);
+
+/*
+ * anomstream.check_partition_counts(topic1, count1, topic2, count2)
+ */
+Datum
+anomstream_check_partition_counts(PG_FUNCTION_ARGS)
+{
+	ops_check_partition_counts(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_INT32(1),
+							   text_to_cstring(PG_GETARG_TEXT_PP(2)), PG_GETARG_INT32(3));
+	PG_RETURN_VOID();
 }
