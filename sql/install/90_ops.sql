@@ -100,11 +100,11 @@ GRANT SELECT ON anomstream.active_models TO anomstream_reader;
 REVOKE ALL ON FUNCTION anomstream.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION anomstream.worker_status() TO anomstream_reader, anomstream_admin;
 
--- Scale-out (DESIGN.md §11): the check the worker runs at start, callable before adding a
--- server or partitions.
+-- Scale-out (DESIGN.md §11): the partition-count check (C: ops_check_partition_counts, for the
+-- worker's start-up), callable before adding a server or partitions.
 CREATE FUNCTION anomstream.check_partition_counts(topic1 text, count1 int, topic2 text, count2 int)
 	RETURNS void
 	AS 'MODULE_PATHNAME', 'anomstream_check_partition_counts'
 	LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION anomstream.check_partition_counts(text, int, text, int) IS
-	'Raise an error unless both topics have the same number of partitions (needed when several servers split the partitions, DESIGN.md §11); the pipeline worker runs the same check at start.';
+	'Raise an error unless both topics have the same number of partitions (needed when several servers split the partitions, DESIGN.md §11).';
