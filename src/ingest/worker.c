@@ -778,6 +778,7 @@ commit_batch(Batch *b)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "anomstream micro-batch");
+	ops_claim_verify();			/* ops: still our cluster's database? */
 
 	batch_id = positions_next_batch_id();
 	{

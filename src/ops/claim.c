@@ -14,6 +14,10 @@
  * Invariants:
  *	- ops_claim_ok() returns true only if the stored identifier equals this cluster's, or
  *	  none was stored yet (then it stores this one, in the same transaction).
+ *	- Every micro-batch transaction re-checks (ops_claim_verify) and aborts if the row is gone
+ *	  or names another cluster: a dump restored, or the extension re-created, under a running
+ *	  worker is caught before the worker writes into it, and the worker's error recovery
+ *	  then runs setup() again, which waits for a claim or records a first start.
  *	- anomstream.claim() runs with the owner's rights (SECURITY DEFINER, EXECUTE granted to
  *	  anomstream_admin only) and publishes the copy's pause flag at commit, so a copy of a
  *	  paused database stays paused after the claim.
@@ -106,6 +110,41 @@ ops_claim_ok(void)
 				 errhint("If this copy should consume the configured topics, run SELECT anomstream.claim();")));
 	mismatch_logged = !ok;
 	return ok;
+}
+
+/*
+ * Inside a micro-batch transaction (SPI connected): raise an error unless anomstream.control
+ * names this cluster. One indexed single-row read with a saved plan.
+ */
+void
+ops_claim_verify(void)
+{
+	static SPIPlanPtr plan = NULL;
+	int64		mine = (int64) GetSystemIdentifier();
+	bool		isnull = true;
+	int64		stored = 0;
+
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT c.system_identifier FROM anomstream.control c", 0, NULL);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "anomstream: cannot prepare the claim check");
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "anomstream: cannot read anomstream.control");
+	if (SPI_processed > 0)
+		stored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											 &isnull));
+	if (isnull || stored != mine)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("anomstream was restored or re-created under the running worker"),
+				 errdetail("anomstream.control names %s, not this cluster's system identifier %lld.",
+						   isnull ? "no cluster" : psprintf("system identifier %lld", (long long) stored),
+						   (long long) mine),
+				 errhint("The worker starts over from the positions in the database; a restored copy waits for anomstream.claim().")));
 }
 
 /*

@@ -8,6 +8,7 @@
  *	- ops_harden_session() once after connecting;
  *	- ops_paused() at the top of every loop iteration (outside any transaction);
  *	- ops_claim_ok() in setup() before Kafka is opened (outside any transaction);
+ *	- ops_claim_verify() inside every micro-batch transaction, SPI connected;
  *	- ops_apply_retention() inside run_retention()'s transaction, SPI connected;
  *	- ops_check_partition_counts() when the topics' partition counts are known.
  *
@@ -26,6 +27,7 @@ extern void ops_wake_worker(void);
 
 /* claim.c */
 extern bool ops_claim_ok(void);
+extern void ops_claim_verify(void);
 
 /* retention.c */
 extern int64 ops_apply_retention(void);

@@ -36,27 +36,25 @@ my $positions_sql = q{SELECT string_agg(topic || kafka_partition || ':' || durab
 	FROM anomstream.positions};
 my $positions_prod = $prod->safe_psql('postgres', $positions_sql);
 
-my $copy = PostgreSQL::Test::Cluster->new('ops_copy');
-$copy->init;
-$copy->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'anomstream'
-anomstream.database = 'postgres'
-anomstream.brokers = '$broker->{bootstrap}'
-anomstream.poll_timeout = 50
-});
-$copy->start;
+# The new cluster ran anomstream before (its worker recorded its own identifier); the
+# restore replaces the extension and its control row.
+my $copy = new_node('ops_copy', $broker->{bootstrap});
+$copy->poll_query_until('postgres', 'SELECT count(*) = 1 FROM anomstream.control')
+  or die 'copy worker did not start';
+$copy->safe_psql('postgres', 'DROP EXTENSION anomstream; DROP SCHEMA IF EXISTS anomstream');
 $copy->command_ok([ 'pg_restore', '--single-transaction', '-d', $copy->connstr('postgres'), $dump ],
 	'pg_restore into a new cluster');
 isnt( $copy->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
 	$prod->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
 	'the copy is another cluster');
+
+# More data arrives; the copy's worker, which was running when the dump was restored under
+# it, notices in its next micro-batch and takes none of it.
+my $log2 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
+	'--speedup', '0', '--cycles', '3', '--start-ts', '1604232000', '--seed', '2');
 ok( $copy->poll_query_until('postgres',
 		"SELECT state = 'claim required' FROM anomstream.status LIMIT 1"),
 	"the copy's worker waits in state 'claim required'");
-
-# More data arrives; the copy takes none of it.
-my $log2 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
-	'--speedup', '0', '--cycles', '3', '--start-ts', '1604232000', '--seed', '2');
 load_log($prod, $log2);
 ok(wait_ingested($prod), 'production consumed the second replay');
 ok( $copy->poll_query_until('postgres', q{
@@ -70,6 +68,8 @@ is( $copy->safe_psql('postgres', $positions_sql),
 	$positions_prod, "the copy's positions are still the dumped ones");
 like(slurp_file($copy->logfile), qr/restored from another cluster; consuming nothing/,
 	'the log says why');
+like(slurp_file($copy->logfile), qr/anomstream was restored or re-created under the running worker/,
+	'the running worker noticed the restore in its micro-batch');
 
 # Claim: the copy consumes everything from the dumped positions on.
 $copy->safe_psql('postgres', 'CREATE ROLE ops LOGIN IN ROLE anomstream_admin');
