@@ -5,9 +5,9 @@
  *
  * One AnomstreamShared per server, allocated when the library is preloaded. The worker is
  * the only writer (except the pause fields, which anomstream.pause()/resume() also write at
- * commit, see src/ops/pause.c); SQL readers take a copy. Locking: every field is read and written under
- * the block's LWLock (shared for readers, exclusive for the worker), held only for copying.
- * The block is a live view: positions that must survive crashes live in tables.
+ * commit, see src/ops/pause.c); SQL readers take a copy. Locking: every field is read and
+ * written under the block's LWLock (shared for readers, exclusive for writers), held only
+ * for copying. The block is a live view: positions that must survive crashes live in tables.
  *
  *-------------------------------------------------------------------------
  */
