@@ -14,29 +14,21 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 ROWS=${1:-1000000}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BIN=$("$PG_CONFIG" --bindir)
 CSV_SRC=/work/shared/data/Streaming_Linux_memory.reconstructed.csv
 WORK=$(mktemp -d /tmp/anomstream-bench-parquet.XXXXXX)
 PORT=$((20000 + RANDOM % 20000))
 
+. scripts/lib.sh
+
 cleanup() {
-	"$BIN/pg_ctl" -D "$WORK/data" -m fast -w stop >/dev/null 2>&1 || true
+	throwaway_cluster_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-"$BIN/initdb" -D "$WORK/data" -A trust -E UTF8 --locale=C.UTF-8 -N >/dev/null
-cat >>"$WORK/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'anomstream'
-anomstream.brokers = ''
-port = $PORT
-unix_socket_directories = '$WORK'
-listen_addresses = ''
-shared_buffers = '512MB'
-max_parallel_workers_per_gather = 0
-CONF
-"$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w start >/dev/null
-psql() { "$BIN/psql" -X -q -h "$WORK" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+throwaway_cluster_start "$WORK" "$PORT" "shared_buffers = '512MB'
+max_parallel_workers_per_gather = 0"
+psql() { cluster_psql -v ON_ERROR_STOP=1 "$@"; }
 
 psql -c "CREATE EXTENSION anomstream"
 if [ -r "$CSV_SRC" ]; then

@@ -18,7 +18,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BIN=$("$PG_CONFIG" --bindir)
 ROWS=${ROWS:-1000000}
 PER_ROW=${PER_ROW:-100000}
 BATCH=${BATCH:-10000}
@@ -29,18 +28,10 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 gcc -O2 -Wall -Wextra -o "$OUT/score_bare" bench/score_bare.c -lxgboost -lm
 
-"$BIN/initdb" -D "$OUT/data" -A trust >/dev/null
-cat >> "$OUT/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'anomstream'
-anomstream.brokers = ''
-port = $PORT
-unix_socket_directories = '$OUT'
-listen_addresses = ''
-shared_buffers = 512MB
-CONF
-"$BIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
-trap '"$BIN/pg_ctl" -D "$OUT/data" -m fast -w stop >/dev/null' EXIT
-PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$OUT" -p "$PORT" -d postgres)
+. scripts/lib.sh
+throwaway_cluster_start "$OUT" "$PORT" "shared_buffers = 512MB"
+trap throwaway_cluster_stop EXIT
+PSQL=(cluster_psql -v ON_ERROR_STOP=1)
 
 echo "preparing $ROWS staging rows and the model ..."
 "${PSQL[@]}" <<SQL

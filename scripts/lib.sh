@@ -3,7 +3,7 @@
 # Debian packages anomstream builds, tests and runs with.
 ANOMSTREAM_PACKAGES="build-essential clang postgresql-15 postgresql-server-dev-15 \
 libipc-run-perl librdkafka-dev libjson-c-dev libxgboost-dev libzstd-dev libsnappy-dev \
-zlib1g-dev libpq-dev libmicrohttpd-dev kcat python3 python3-xgboost nodejs npm chromium"
+zlib1g-dev libpq-dev libmicrohttpd-dev kcat python3 python3-xgboost chromium"
 
 # Install the packages (as root) if any is missing.
 install_packages() {
@@ -11,6 +11,8 @@ install_packages() {
 	for p in $ANOMSTREAM_PACKAGES; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 	done
+	# node and npm (the Parquet reader checks): the machine's own if present, else Debian's
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 	[ -z "$missing" ] && return 0
 	if [ "$(id -u)" != 0 ]; then
 		echo "missing packages:$missing (run as root to install them)" >&2
@@ -48,7 +50,8 @@ throwaway_cluster_start() {
 	mkdir -p "$CLUSTER_DIR"
 	chmod 755 "$CLUSTER_DIR"
 	[ "$(id -u)" = 0 ] && chown "${TEST_USER:-pgtest}" "$CLUSTER_DIR"
-	as_pg_user "$CLUSTER_BIN/initdb" -D "$CLUSTER_DIR/data" -A trust -U postgres >/dev/null || return 1
+	as_pg_user "$CLUSTER_BIN/initdb" -D "$CLUSTER_DIR/data" -A trust -U postgres -E UTF8 \
+		--locale=C.UTF-8 -N >/dev/null || return 1
 	cat >>"$CLUSTER_DIR/data/postgresql.conf" <<EOC
 port = $CLUSTER_PORT
 listen_addresses = ''
@@ -73,5 +76,7 @@ throwaway_cluster_stop() {
 install_parquet_checker() {
 	local dir=${1:-test/parquet}
 	[ -d "$dir/node_modules" ] && return 0
-	npm ci --prefix "$dir" --no-audit --no-fund >/dev/null
+	# npm install, not npm ci: with this machine's omit-lockfile-registry-resolved setting
+	# npm ci rejects a lock file without the optional platform packages of other systems
+	npm install --prefix "$dir" --no-audit --no-fund >/dev/null
 }

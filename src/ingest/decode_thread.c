@@ -3,15 +3,16 @@
  * decode_thread.c
  *	  One decoding thread beside the worker's main thread (DESIGN.md §13).
  *
- * The worker polls the messages of batch N+1, hands them here, and inserts and commits batch
- * N while this thread decodes N+1, so decoding and inserting use both cores.
+ * The worker hands over the messages of batch N+1 in runs as it polls them, and inserts and
+ * commits batch N while this thread decodes, so decoding and inserting use both cores.
  *
  * Invariants:
- *	- The thread runs decode.c only: plain C, its own arena, no PostgreSQL call, no palloc,
- *	  no ereport, no signals (all are blocked in it from birth).
- *	- At most one job is in flight. The main thread owns a job's inputs and outputs again
- *	  only after decode_thread_wait() returned; it must call that before freeing them, also
- *	  on its error path.
+ *	- The thread runs decode.c only: plain C, no PostgreSQL call, no palloc, no ereport, no
+ *	  signals (all are blocked in it from birth).
+ *	- Jobs are decoded one at a time in submission order, so the jobs of one batch may share
+ *	  an arena. The main thread owns a job's inputs, outputs and arena again only after
+ *	  decode_thread_wait() returned; it must call that before freeing them, also on its
+ *	  error path.
  *	- If the thread cannot be created, jobs are decoded on the calling thread instead.
  *
  *-------------------------------------------------------------------------
@@ -26,7 +27,8 @@
 static pthread_t thread;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static DecodeJob *pending = NULL;	/* submitted, not finished */
+static DecodeJob *head = NULL;	/* first job not finished (being decoded, or next) */
+static DecodeJob *tail = NULL;
 static bool running = false;
 
 /*
@@ -45,7 +47,7 @@ run_job(DecodeJob *job)
 }
 
 /*
- * Thread body: wait for a job, decode it, signal completion.
+ * Thread body: decode queued jobs in order; signal whenever one is finished.
  */
 static void *
 thread_main(void *arg)
@@ -55,15 +57,17 @@ thread_main(void *arg)
 		DecodeJob  *job;
 
 		pthread_mutex_lock(&lock);
-		while (pending == NULL)
+		while (head == NULL)
 			pthread_cond_wait(&cond, &lock);
-		job = pending;
+		job = head;
 		pthread_mutex_unlock(&lock);
 
 		run_job(job);
 
 		pthread_mutex_lock(&lock);
-		pending = NULL;
+		head = job->next;
+		if (head == NULL)
+			tail = NULL;
 		pthread_cond_broadcast(&cond);
 		pthread_mutex_unlock(&lock);
 	}
@@ -94,27 +98,30 @@ decode_thread_start(void)
 }
 
 /*
- * Start decoding job (asynchronously when the thread runs).
+ * Queue job for decoding (decoded at once, here, when there is no thread).
  */
 void
 decode_thread_submit(DecodeJob *job)
 {
 	job->oom = false;
+	job->next = NULL;
 	if (!running)
 	{
 		run_job(job);
 		return;
 	}
 	pthread_mutex_lock(&lock);
-	while (pending != NULL)
-		pthread_cond_wait(&cond, &lock);
-	pending = job;
+	if (tail)
+		tail->next = job;
+	else
+		head = job;
+	tail = job;
 	pthread_cond_broadcast(&cond);
 	pthread_mutex_unlock(&lock);
 }
 
 /*
- * Wait until no job is in flight.
+ * Wait until every queued job is decoded.
  */
 void
 decode_thread_wait(void)
@@ -122,7 +129,7 @@ decode_thread_wait(void)
 	if (!running)
 		return;
 	pthread_mutex_lock(&lock);
-	while (pending != NULL)
+	while (head != NULL)
 		pthread_cond_wait(&cond, &lock);
 	pthread_mutex_unlock(&lock);
 }

@@ -10,9 +10,11 @@
 
 #include "ingest/decode.h"
 
-/* One batch of messages to decode; inputs are read-only for the thread. */
+/* A run of messages to decode; inputs are read-only for the thread. */
 typedef struct DecodeJob
 {
+	struct DecodeJob *next;		/* queue link, owned by decode_thread.c */
+	int			first;			/* caller's index of the first message */
 	int			nmsgs;
 	const char **bufs;			/* message values */
 	const size_t *lens;

@@ -4,7 +4,7 @@
  *	  The pipeline worker: Kafka → decode → staging, one transaction per micro-batch.
  *
  * Loop: collect messages until the batch is full (anomstream.max_batch_rows/_bytes), the
- * consumer queue stays empty for a few milliseconds, or anomstream.trigger_interval passes;
+ * consumer queue is empty, or anomstream.trigger_interval passes;
  * the decode thread (decode_thread.c) decodes it while this thread commits the previous
  * batch; then one transaction inserts the staging rows (staging.c, scored by score/), the
  * dead letters and the positions (positions.c). Offsets are committed to the Kafka group
@@ -55,7 +55,9 @@
 #include "ingest/positions.h"
 #include "ingest/staging.h"
 #include "ingest/worker.h"
+#include "keyed/keyed.h"
 #include "ops/ops.h"			/* ops */
+#include "pipeline/pipeline.h"
 
 #define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
 #define BACKOFF_MIN_MS 1000
@@ -63,7 +65,7 @@
 #define RETENTION_INTERVAL_MS 10000
 #define METADATA_INTERVAL_MS 30000
 #define EXTENSION_WAIT_MS 5000
-#define BATCH_LINGER_MS 5			/* an empty queue this long ends a started batch */
+#define DECODE_RUN 256				/* messages per decode job while collecting */
 
 /*
  * A micro-batch. Collected (raw messages, positions) on the main thread, decoded by the
@@ -84,9 +86,11 @@ typedef struct Batch
 	bool	   *in_batch;		/* per part: read something in this batch */
 	int64	   *first;
 	int64	   *last;
-	/* decoded */
-	DecodeJob	job;
-	bool		submitted;
+	/* decoding: runs of messages handed to the decode thread while collecting */
+	DecodeJob **jobs;
+	int			njobs;
+	int			capjobs;
+	int			submitted_upto; /* messages before this index are in a job */
 	/* absorbed */
 	StagedRow  *rows[DECODE_NSTREAMS];
 	int			nrows[DECODE_NSTREAMS];
@@ -258,6 +262,7 @@ anomstream_worker_main(Datum arg)
 	for (;;)
 	{
 		Batch	   *next;
+		bool		committed;
 		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
@@ -297,17 +302,27 @@ anomstream_worker_main(Datum arg)
 		collect_batch(next, ready == NULL);
 		if (next->messages > 0)
 			decode_batch(next);
+		committed = ready != NULL;
 		if (ready)
 			commit_batch(ready);
 		ready = NULL;
 		if (next->messages > 0)
 		{
 			decode_thread_wait();
-			next->submitted = false;
 			ready = next;
 		}
 		else
+		{
 			batch_reset(next);
+
+			/*
+			 * Time passed without data: idle partitions may stop holding the watermark and
+			 * windows may close. Not while the brokers are unreachable: a partition is idle
+			 * only when we know it is read to its end.
+			 */
+			if (!committed && !source.all_brokers_down)
+				pipeline_tick(parts, nparts);
+		}
 		publish_parts();
 
 		now = GetCurrentTimestamp();
@@ -529,7 +544,6 @@ batch_reset(Batch *b)
 	MemoryContext cxt = b->cxt;
 	DecodeArena *arena = b->arena;
 
-	Assert(!b->submitted);
 	for (int i = 0; i < b->messages; i++)
 		rd_kafka_message_destroy(b->msgs[i]);
 	MemoryContextReset(cxt);
@@ -540,9 +554,9 @@ batch_reset(Batch *b)
 }
 
 /*
- * Collect a batch of raw messages: until it is full, the consumer queue stays empty for
- * BATCH_LINGER_MS, or the trigger interval passed. Without may_wait it takes only what is
- * already there. max_batch_rows is applied through the running average of rows per message
+ * Collect a batch of raw messages: until it is full, the consumer queue is empty, or the
+ * trigger interval passed. Without may_wait it takes only what is already there. Batches grow
+ * by themselves under load: while one batch commits, the next one's messages queue up. max_batch_rows is applied through the running average of rows per message
  * (rows are only known once decoded); max_batch_bytes exactly.
  */
 static void
@@ -574,7 +588,7 @@ collect_batch(Batch *b, bool may_wait)
 		if (elapsed_ms >= anomstream_trigger_interval)
 			break;
 		if (b->messages > 0)
-			timeout = BATCH_LINGER_MS;
+			timeout = 0;		/* the queue ran dry: the batch is ready */
 		else if (may_wait)
 			timeout = (int) Min(anomstream_poll_timeout, anomstream_trigger_interval - elapsed_ms);
 		else
@@ -646,6 +660,8 @@ collect_batch(Batch *b, bool may_wait)
 		p->messages++;
 		p->caught_up = false;
 		p->last_message_at = now;
+		if (b->messages - b->submitted_upto >= DECODE_RUN)
+			decode_batch(b);	/* decoding starts while we keep polling */
 		if (b->messages >= max_msgs || b->bytes >= max_bytes)
 			break;
 	}
@@ -655,39 +671,60 @@ collect_batch(Batch *b, bool may_wait)
 }
 
 /*
- * Hand a collected batch to the decode thread.
+ * Hand the batch's messages not yet submitted to the decode thread, as one job.
  */
 static void
 decode_batch(Batch *b)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->cxt);
-	const char **bufs = palloc(sizeof(char *) * b->messages);
-	size_t	   *lens = palloc(sizeof(size_t) * b->messages);
-	DecodeStream *streams = palloc(sizeof(DecodeStream) * b->messages);
-	int64_t    *kts = palloc(sizeof(int64_t) * b->messages);
+	int			n = b->messages - b->submitted_upto;
+	DecodeJob  *job;
+	const char **bufs;
+	size_t	   *lens;
+	DecodeStream *streams;
+	int64_t    *kts;
 
-	for (int i = 0; i < b->messages; i++)
+	if (n <= 0)
 	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	job = palloc0(sizeof(DecodeJob));
+	bufs = palloc(sizeof(char *) * n);
+	lens = palloc(sizeof(size_t) * n);
+	streams = palloc(sizeof(DecodeStream) * n);
+	kts = palloc(sizeof(int64_t) * n);
+	for (int k = 0; k < n; k++)
+	{
+		int			i = b->submitted_upto + k;
 		rd_kafka_message_t *m = b->msgs[i];
 		rd_kafka_timestamp_type_t tstype;
 		int64		ms = rd_kafka_message_timestamp(m, &tstype);
 
-		bufs[i] = m->payload ? (const char *) m->payload : "";
-		lens[i] = m->payload ? m->len : 0;
-		streams[i] = parts[b->msg_part[i]].stream;
-		kts[i] = (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0) ? INT64_MIN : ms * 1000;
+		bufs[k] = m->payload ? (const char *) m->payload : "";
+		lens[k] = m->payload ? m->len : 0;
+		streams[k] = parts[b->msg_part[i]].stream;
+		kts[k] = (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0) ? INT64_MIN : ms * 1000;
 	}
-	b->job.nmsgs = b->messages;
-	b->job.bufs = bufs;
-	b->job.lens = lens;
-	b->job.streams = streams;
-	b->job.kafka_ts_usec = kts;
-	b->job.max_future_usec = decode_max_future_usec();
-	b->job.arena = b->arena;
-	b->job.out = palloc(sizeof(DecodedMessage) * b->messages);
+	job->first = b->submitted_upto;
+	job->nmsgs = n;
+	job->bufs = bufs;
+	job->lens = lens;
+	job->streams = streams;
+	job->kafka_ts_usec = kts;
+	job->max_future_usec = decode_max_future_usec();
+	job->arena = b->arena;
+	job->out = palloc(sizeof(DecodedMessage) * n);
+	if (b->njobs == b->capjobs)
+	{
+		b->capjobs = b->capjobs ? b->capjobs * 2 : 16;
+		b->jobs = b->jobs ? repalloc(b->jobs, sizeof(DecodeJob *) * b->capjobs)
+			: palloc(sizeof(DecodeJob *) * b->capjobs);
+	}
+	b->jobs[b->njobs++] = job;
+	b->submitted_upto = b->messages;
 	MemoryContextSwitchTo(old);
-	b->submitted = true;
-	decode_thread_submit(&b->job);
+	decode_thread_submit(job);
 }
 
 /*
@@ -699,55 +736,63 @@ absorb_batch(Batch *b)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
-	if (b->job.oom)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory in decoder")));
-	for (int i = 0; i < b->messages; i++)
+	for (int j = 0; j < b->njobs; j++)
+		if (b->jobs[j]->oom)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory in decoder")));
+	for (int j = 0; j < b->njobs; j++)
 	{
-		rd_kafka_message_t *m = b->msgs[i];
-		DecodedMessage *msg = &b->job.out[i];
-		PartState  *p = &parts[b->msg_part[i]];
-		bool		refill = b->msg_refill[i];
-		TimestampTz event_time;
-		TimestampTz kafka_timestamp = DT_NOBEGIN;
+		DecodeJob  *job = b->jobs[j];
 
-		if (msg->error)
+		for (int k = 0; k < job->nmsgs; k++)
 		{
-			if (!refill)
-				add_dead_letter(b, p, m, -1, b->job.bufs[i], b->job.lens[i], msg->error);
-			continue;
-		}
-		decode_check_encoding(msg, p->stream);
-		event_time = decode_event_time(msg);
-		if (b->job.kafka_ts_usec[i] != INT64_MIN)
-			kafka_timestamp = (TimestampTz) (b->job.kafka_ts_usec[i] -
-											 decode_kafka_ts_usec(0));
-		for (int r = 0; r < msg->nrows; r++)
-		{
-			DecodedRow *row = &msg->rows[r];
-			int			s = p->stream;
-			StagedRow  *sr;
+			int			i = job->first + k;
+			rd_kafka_message_t *m = b->msgs[i];
+			DecodedMessage *msg = &job->out[k];
+			PartState  *p = &parts[b->msg_part[i]];
+			bool		refill = b->msg_refill[i];
+			TimestampTz event_time;
+			TimestampTz kafka_timestamp = DT_NOBEGIN;
 
-			if (row->error)
+			if (msg->error)
 			{
 				if (!refill)
-					add_dead_letter(b, p, m, row->row_index, row->raw, row->raw_len, row->error);
+					add_dead_letter(b, p, m, -1, job->bufs[k], job->lens[k], msg->error);
 				continue;
 			}
-			if (b->nrows[s] == b->caprows[s])
+			decode_check_encoding(msg, p->stream);
+			event_time = decode_event_time(msg);
+			/* Kafka's clock (Unix microseconds) to timestamptz */
+			if (job->kafka_ts_usec[k] != INT64_MIN)
+				kafka_timestamp = (TimestampTz) (job->kafka_ts_usec[k] - decode_kafka_ts_usec(0));
+			for (int r = 0; r < msg->nrows; r++)
 			{
-				b->caprows[s] = b->caprows[s] ? b->caprows[s] * 2 : 1024;
-				b->rows[s] = b->rows[s]
-					? repalloc_huge(b->rows[s], sizeof(StagedRow) * b->caprows[s])
-					: palloc(sizeof(StagedRow) * b->caprows[s]);
+				DecodedRow *row = &msg->rows[r];
+				int			s = p->stream;
+				StagedRow  *sr;
+
+				if (row->error)
+				{
+					if (!refill)
+						add_dead_letter(b, p, m, row->row_index, row->raw, row->raw_len,
+										row->error);
+					continue;
+				}
+				if (b->nrows[s] == b->caprows[s])
+				{
+					b->caprows[s] = b->caprows[s] ? b->caprows[s] * 2 : 1024;
+					b->rows[s] = b->rows[s]
+						? repalloc_huge(b->rows[s], sizeof(StagedRow) * b->caprows[s])
+						: palloc(sizeof(StagedRow) * b->caprows[s]);
+				}
+				sr = &b->rows[s][b->nrows[s]++];
+				sr->row = row;
+				sr->partition = p->partition;
+				sr->offset = m->offset;
+				sr->event_time = event_time;
+				sr->kafka_timestamp = kafka_timestamp;
+				b->total_rows++;
+				p->rows++;
 			}
-			sr = &b->rows[s][b->nrows[s]++];
-			sr->row = row;
-			sr->partition = p->partition;
-			sr->offset = m->offset;
-			sr->event_time = event_time;
-			sr->kafka_timestamp = kafka_timestamp;
-			b->total_rows++;
-			p->rows++;
 		}
 	}
 	rows_per_message = 0.9 * rows_per_message +
@@ -788,6 +833,8 @@ commit_batch(Batch *b)
 			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
 		MemoryContextSwitchTo(old);
 	}
+	pipeline_process_batch(batch_id, parts, nparts);	/* windows, join, late rows */
+	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
 

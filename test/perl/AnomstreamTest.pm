@@ -20,7 +20,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(tool start_broker broker_cmd stop_broker new_node input_csvs replay
   replay_bg load_log expected_counts wait_ingested compare_staging worker_pid
-  stop_bg);
+  stop_bg wait_up kill_worker kill_backend);
 
 my $root = abs_path(dirname(__FILE__) . '/../..');
 
@@ -275,6 +275,43 @@ sub worker_pid
 	  or die "no anomstream worker";
 	return $node->safe_psql('postgres',
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomstream worker'");
+}
+
+# Wait until the server accepts queries again after a crash.
+sub wait_up
+{
+	my ($node) = @_;
+	$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+}
+
+# kill -9 the worker (the postmaster then restarts everything); returns when the server is up.
+sub kill_worker
+{
+	my ($node) = @_;
+	my $pid = worker_pid($node);
+	kill 'KILL', $pid;
+	note "killed worker $pid";
+	Time::HiRes::sleep(1);
+	wait_up($node);
+}
+
+# kill -9 an ordinary backend: the postmaster restarts everything, staging included.
+sub kill_backend
+{
+	my ($node) = @_;
+	my $sleeper = IPC::Run::start(
+		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'SELECT pg_sleep(60)' ],
+		'>', \my $so, '2>', \my $se);
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'")
+	  or die 'sleeper not seen';
+	my $bpid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'");
+	kill 'KILL', $bpid;
+	eval { $sleeper->finish };
+	note "killed backend $bpid";
+	Time::HiRes::sleep(1);
+	wait_up($node);
 }
 
 1;

@@ -23,24 +23,9 @@ my ($replayer, $log, $r) = replay_bg($broker->{bootstrap}, '--process', $pcsv, '
 	'--speedup', '25', '--cycles', '100', '--start-ts', '1604231589', '--seed', '7',
 	'--inject-bad', '11');
 
-# Wait until the server accepts queries again after a crash.
-sub wait_up
-{
-	$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
-}
-
-sub kill_worker
-{
-	my $pid = worker_pid($node);
-	kill 'KILL', $pid;
-	note "killed worker $pid";
-	sleep 1;
-	wait_up();
-}
-
 my $crashes = 0;
 sleep 2;
-kill_worker();
+kill_worker($node);
 $crashes++;
 
 sleep 2;
@@ -50,22 +35,11 @@ $crashes++;
 
 # An ordinary backend dies: the postmaster restarts everything, staging included.
 sleep 2;
-my $sleeper = IPC::Run::start(
-	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'SELECT pg_sleep(60)' ],
-	'>', \my $so, '2>', \my $se);
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'")
-  or die 'sleeper not seen';
-my $bpid = $node->safe_psql('postgres',
-	"SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'");
-kill 'KILL', $bpid;
-eval { $sleeper->finish };
-sleep 1;
-wait_up();
+kill_backend($node);
 $crashes++;
 
 sleep 2;
-kill_worker();
+kill_worker($node);
 $crashes++;
 
 sleep 1;
@@ -75,7 +49,7 @@ $crashes++;
 
 stop_bg($replayer) or die "replayer failed: $r->{err}";
 # One more crash after the input ended, while the worker may be refilling.
-kill_worker();
+kill_worker($node);
 $crashes++;
 
 load_log($node, $log);

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Pipeline benchmark: throughput of the whole pipeline against ingest alone, and latency
+# from produce to a visible detected_attacks row.
+#
+#   runuser -u pgtest -- env PG_CONFIG=... bench/pipeline.sh   (as a non-root user; the
+#                                       extension must be installed in $PG_CONFIG's PostgreSQL)
+#
+# In one run, one server, one mock Kafka cluster (4 partitions per topic):
+#   1. Throughput. For each of RUNS rounds, ROWS generated rows (16 machines, same world for
+#      both streams) are produced into fresh topics first, then the worker consumes that
+#      backlog in micro-batches of at most 10 000 rows: once with scoring off
+#      (anomstream.deactivate: rows unscored, so no attack rows reach windows or join:
+#      "ingest alone"), once with the default models (ingest + score + watermark + windows +
+#      join). rows/s = rows of batches 1..n-1 / (start of batch n - start of batch 1), from
+#      anomstream.pipeline_batches. Best round of each.
+#   2. Latency. The replayer produces RATE rows/s for LAT_SECONDS (rate mode, Kafka timestamp
+#      = producer clock) with anomstream.trigger_interval = 250ms; a LISTEN client records
+#      when each anomstream_detected notification arrives (the batch's pairs are then
+#      visible); kcat reads every message's Kafka timestamp. Per pair: arrival - produce
+#      time of the later of its two messages. p50 / p99 / max.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+BIN=$("$PG_CONFIG" --bindir)
+ROWS=${ROWS:-120000}
+RUNS=${RUNS:-3}
+RATE=${RATE:-10000}
+LAT_SECONDS=${LAT_SECONDS:-30}
+PORT=${PORT:-54341}
+OUT=$ROOT/bench/out/pipeline
+T=$ROOT/test/tools/bin
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+make -s -C test/tools >/dev/null
+gcc -O2 -Wall -Wextra -o "$OUT/listen" bench/pipeline_listen.c \
+	-I"$("$PG_CONFIG" --includedir)" -L"$("$PG_CONFIG" --libdir)" -lpq
+
+"$T/anomstream-generate" --stream process --rows 20000 --machines 4-19 --seed 7 -o "$OUT/p.csv"
+"$T/anomstream-generate" --stream memory --rows 20000 --machines 4-19 --seed 7 -o "$OUT/m.csv"
+
+topics=pL,mL
+for r in $(seq 1 "$RUNS"); do topics="$topics,pA$r,mA$r,pB$r,mB$r"; done
+"$T/anomstream-mockbroker" --no-stdin --partitions 4 --topics "$topics" \
+	--bootstrap-file "$OUT/boot" --pidfile "$OUT/broker.pid" 2>"$OUT/broker.log" &
+for _ in $(seq 1 100); do [ -s "$OUT/boot" ] && break; sleep 0.1; done
+BOOT=$(cat "$OUT/boot")
+
+"$BIN/initdb" -D "$OUT/data" -A trust >/dev/null
+cat >> "$OUT/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'anomstream'
+anomstream.database = 'postgres'
+anomstream.brokers = ''
+anomstream.max_batch_rows = 10000
+anomstream.trigger_interval = '250ms'
+anomstream.poll_timeout = '50ms'
+port = $PORT
+unix_socket_directories = '$OUT'
+listen_addresses = ''
+shared_buffers = 256MB
+max_wal_size = 4GB
+CONF
+"$BIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
+cleanup() {
+	"$BIN/pg_ctl" -D "$OUT/data" -m fast -w stop >/dev/null 2>&1 || true
+	[ -s "$OUT/broker.pid" ] && kill "$(cat "$OUT/broker.pid")" 2>/dev/null || true
+	[ -n "${KCAT_PID:-}" ] && kill $KCAT_PID 2>/dev/null || true
+}
+trap cleanup EXIT
+PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT" -p "$PORT" -d postgres)
+"${PSQL[@]}" -c "CREATE EXTENSION anomstream"
+
+staged() {
+	"${PSQL[@]}" -c "SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)"
+}
+
+# CPU seconds (user + system) the worker process used so far
+worker_cpu() {
+	local pid
+	pid=$("${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomstream worker'")
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat"
+}
+
+# consume topics $1,$2 (already produced); prints "rows/s rows-per-worker-CPU-second"
+consume() {
+	local ptopic=$1 mtopic=$2 before target first cpu0 cpu1 rate
+	cpu0=$(worker_cpu)
+	before=$(staged)
+	target=$((before + ROWS))
+	first=$("${PSQL[@]}" -c "SELECT coalesce(max(batch_id), 0) FROM anomstream.pipeline_batches")
+	"${PSQL[@]}" -c "ALTER SYSTEM SET anomstream.topics = '$ptopic,$mtopic'" \
+		-c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
+	for _ in $(seq 1 1200); do
+		[ "$(staged)" -ge "$target" ] && break
+		sleep 0.25
+	done
+	[ "$(staged)" -ge "$target" ] || { echo "consumption of $ptopic,$mtopic did not finish" >&2; exit 1; }
+	cpu1=$(worker_cpu)
+	rate=$("${PSQL[@]}" -c "
+		WITH b AS (SELECT * FROM anomstream.pipeline_batches WHERE batch_id > $first)
+		SELECT round((SELECT sum(rows) FROM b WHERE batch_id < (SELECT max(batch_id) FROM b))
+			   / extract(epoch FROM max(processed_at) - min(processed_at)))
+		FROM b")
+	echo "$rate $(awk -v r="$ROWS" -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%d", r / (b - a) }')"
+}
+
+# Results are identified by Kafka positions (DESIGN.md §12) and every round uses fresh topics
+# whose offsets start at 0 again: clear results and operator state between rounds, as
+# anomstream.rebuild() would (the worker is idle then: its topics are drained).
+reset_results() {
+	"${PSQL[@]}" -c "TRUNCATE anomstream.detected_attacks, anomstream.potential_attacks,
+		anomstream.join_process, anomstream.join_memory, anomstream.window_keys;
+		UPDATE anomstream.pipeline_state SET held_process = 0, held_memory = 0, held_keys = 0"
+}
+
+produce() {
+	"$T/anomstream-replay" --brokers "$BOOT" --process "$OUT/p.csv" --memory "$OUT/m.csv" \
+		--process-topic "$1" --memory-topic "$2" --rate 0 --max-rows "$ROWS" -q
+}
+
+echo "throughput: $RUNS rounds of $ROWS rows, scoring off vs full pipeline ..."
+best_a=0
+best_b=0
+cpu_a=0
+cpu_b=0
+for r in $(seq 1 "$RUNS"); do
+	produce "pA$r" "mA$r"
+	"${PSQL[@]}" -c "SELECT anomstream.deactivate('process'), anomstream.deactivate('memory')" >/dev/null
+	read -r a ca < <(consume "pA$r" "mA$r")
+	produce "pB$r" "mB$r"
+	"${PSQL[@]}" -c "DELETE FROM anomstream.active_models" >/dev/null
+	read -r b cb < <(consume "pB$r" "mB$r")
+	pairs=$("${PSQL[@]}" -c "SELECT count(*) FROM anomstream.detected_attacks")
+	echo "  round $r: ingest alone $a rows/s ($ca per worker CPU second), full pipeline $b rows/s ($cb per worker CPU second, $pairs pairs)"
+	reset_results
+	[ "$a" -gt "$best_a" ] && best_a=$a
+	[ "$b" -gt "$best_b" ] && best_b=$b
+	[ "$ca" -gt "$cpu_a" ] && cpu_a=$ca
+	[ "$cb" -gt "$cpu_b" ] && cpu_b=$cb
+done
+ratio=$(awk -v a="$best_a" -v b="$best_b" 'BEGIN { printf "%.2f", b / a }')
+cpu_ratio=$(awk -v a="$cpu_a" -v b="$cpu_b" 'BEGIN { printf "%.2f", b / a }')
+wal=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn() - '0/0'")
+
+echo "latency: $RATE rows/s for $LAT_SECONDS s, trigger 250 ms ..."
+"${PSQL[@]}" -c "ALTER SYSTEM SET anomstream.max_batch_rows = 100000" -c "SELECT pg_reload_conf()" >/dev/null
+kcat -b "$BOOT" -C -t pL -o beginning -f '%t\t%p\t%o\t%T\n' -q > "$OUT/kafka_ts_p.tsv" 2>/dev/null &
+KCAT_PID=$!
+kcat -b "$BOOT" -C -t mL -o beginning -f '%t\t%p\t%o\t%T\n' -q > "$OUT/kafka_ts_m.tsv" 2>/dev/null &
+KCAT_PID="$KCAT_PID $!"
+"$OUT/listen" "host=$OUT port=$PORT dbname=postgres" $((LAT_SECONDS + 8)) > "$OUT/notify.tsv" 2>"$OUT/listen.log" &
+LISTEN_PID=$!
+sleep 1
+"${PSQL[@]}" -c "ALTER SYSTEM SET anomstream.topics = 'pL,mL'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 3
+"$T/anomstream-replay" --brokers "$BOOT" --process "$OUT/p.csv" --memory "$OUT/m.csv" \
+	--process-topic pL --memory-topic mL --rate "$RATE" --rows-per-message 50 \
+	--duration "$LAT_SECONDS" -q
+wait "$LISTEN_PID"
+sleep 1
+kill $KCAT_PID 2>/dev/null || true
+wait $KCAT_PID 2>/dev/null || true
+KCAT_PID=
+"${PSQL[@]}" <<SQL
+CREATE TABLE bench_notify (batch_id bigint, recv_us bigint);
+CREATE TABLE bench_kafka (topic text, kafka_partition int, kafka_offset bigint, ts_ms bigint);
+\copy bench_notify FROM '$OUT/notify.tsv'
+\copy bench_kafka FROM '$OUT/kafka_ts_p.tsv'
+\copy bench_kafka FROM '$OUT/kafka_ts_m.tsv'
+CREATE TABLE bench_latency AS
+SELECT (n.recv_us - 1000 * greatest(kp.ts_ms, km.ts_ms)) / 1000.0 AS ms
+FROM anomstream.detected_attacks d
+JOIN anomstream.pipeline_batches b USING (batch_id)
+JOIN bench_notify n USING (batch_id)
+JOIN bench_kafka kp ON kp.topic = 'pL' AND kp.kafka_partition = d.p_kafka_partition AND kp.kafka_offset = d.p_kafka_offset
+JOIN bench_kafka km ON km.topic = 'mL' AND km.kafka_partition = d.m_kafka_partition AND km.kafka_offset = d.m_kafka_offset
+WHERE d.p_kafka_partition IS NOT NULL;
+SQL
+lat=$("${PSQL[@]}" -c "SELECT count(*) || ' pairs: p50 ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)) || ' ms, p99 ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)) || ' ms, max ' || round(max(ms)) || ' ms' FROM bench_latency")
+achieved=$("${PSQL[@]}" -c "SELECT round(count(*) * 50.0 / $LAT_SECONDS) FROM bench_kafka")
+batch=$("${PSQL[@]}" -c "SELECT round(avg(pipeline_ms)::numeric, 1) || ' ms avg, ' || round(max(pipeline_ms)::numeric, 1) || ' ms max pipeline step per batch, ' || round(avg(rows)) || ' rows per batch' FROM anomstream.pipeline_batches WHERE processed_at > now() - make_interval(secs => $LAT_SECONDS + 10)")
+
+echo
+echo "| measure | figure |"
+echo "| --- | ---: |"
+echo "| ingest alone (scoring off), best of $RUNS | $best_a rows/s |"
+echo "| full pipeline (ingest, score, watermark, windows, join), best of $RUNS | $best_b rows/s |"
+echo "| ratio, wall clock (target >= 0.7) | **${ratio}x** |"
+echo "| ingest alone, rows per worker CPU second, best of $RUNS | $cpu_a |"
+echo "| full pipeline, rows per worker CPU second, best of $RUNS | $cpu_b |"
+echo "| ratio, worker CPU (insensitive to other load on the machine) | **${cpu_ratio}x** |"
+echo "| WAL written by the whole run | $wal bytes |"
+echo "| latency produce -> pair visible at $RATE rows/s (produced: $achieved rows/s), trigger 250 ms | $lat |"
+echo "| pipeline step during the latency run | $batch |"

@@ -1,0 +1,106 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi_util.c
+ *	  Small SPI helpers of the pipeline: run a statement checking its result, build
+ *	  interval and array parameters.
+ *
+ * Invariants: every statement is set-based over one micro-batch (never one per input row);
+ * values returned live in the caller's SPI procedure context.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "pipeline/pipeline_int.h"
+
+/*
+ * Run a statement; anything but the expected SPI result is an internal error.
+ */
+uint64
+pl_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+		int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "anomstream: pipeline statement failed (%d): %s", rc, sql);
+	return SPI_processed;
+}
+
+/*
+ * An interval datum of ms milliseconds (no days or months, so date_bin accepts it).
+ */
+Datum
+pl_interval_ms(int64 ms)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = ms * INT64CONST(1000);
+	return IntervalPGetDatum(iv);
+}
+
+/*
+ * Column col (1-based) of result row row.
+ */
+Datum
+pl_get(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/*
+ * A one-dimensional array of n datums of elemtype (nulls may be NULL: none).
+ */
+Datum
+pl_array(Datum *d, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, elemtype, typlen,
+											  typbyval, typalign));
+}
+
+Datum
+pl_int4_array(const int32 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int32GetDatum(v[i]);
+	return pl_array(d, NULL, n, INT4OID);
+}
+
+Datum
+pl_int8_array(const int64 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return pl_array(d, NULL, n, INT8OID);
+}
+
+Datum
+pl_timestamptz_array(const TimestampTz *v, const bool *isnull, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		d[i] = TimestampTzGetDatum(v[i]);
+		nulls[i] = isnull[i];
+	}
+	return pl_array(d, nulls, n, TIMESTAMPTZOID);
+}
