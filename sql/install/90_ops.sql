@@ -108,3 +108,18 @@ CREATE FUNCTION anomstream.check_partition_counts(topic1 text, count1 int, topic
 	LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION anomstream.check_partition_counts(text, int, text, int) IS
 	'Raise an error unless both topics have the same number of partitions (needed when several servers split the partitions, DESIGN.md §11).';
+
+-- Restores (DESIGN.md §7): CREATE EXTENSION inserts pipeline_state's one row, and pg_restore
+-- then brings the dumped row, which must replace it instead of failing on the primary key.
+CREATE FUNCTION anomstream.pipeline_state_restore() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	DELETE FROM anomstream.pipeline_state p WHERE p.id OPERATOR(pg_catalog.=) NEW.id;
+	RETURN NEW;
+END
+$fn$;
+COMMENT ON FUNCTION anomstream.pipeline_state_restore() IS
+	'Trigger: an inserted pipeline_state row (from pg_restore) replaces the row CREATE EXTENSION made.';
+CREATE TRIGGER pipeline_state_restore BEFORE INSERT ON anomstream.pipeline_state
+	FOR EACH ROW EXECUTE FUNCTION anomstream.pipeline_state_restore();

@@ -68,8 +68,6 @@ is( $copy->safe_psql('postgres', $positions_sql),
 	$positions_prod, "the copy's positions are still the dumped ones");
 like(slurp_file($copy->logfile), qr/restored from another cluster; consuming nothing/,
 	'the log says why');
-like(slurp_file($copy->logfile), qr/anomstream was restored or re-created under the running worker/,
-	'the running worker noticed the restore in its micro-batch');
 
 # Claim: the copy consumes everything from the dumped positions on.
 $copy->safe_psql('postgres', 'CREATE ROLE ops LOGIN IN ROLE anomstream_admin');
@@ -86,6 +84,24 @@ is($copy->safe_psql('postgres', 'SELECT claimed_by FROM anomstream.control'), 'o
 is( $prod->safe_psql('postgres', q{
 		SELECT c.system_identifier = s.system_identifier FROM anomstream.control c, pg_control_system() s}),
 	't', 'production is unaffected');
+
+# A running worker re-checks the claim in every micro-batch: production's control row is
+# changed under it (as a restore into a running database would), and its next batch aborts
+# before writing anything.
+my $prod_positions = $prod->safe_psql('postgres', $positions_sql);
+$prod->safe_psql('postgres', 'UPDATE anomstream.control SET system_identifier = 42');
+my $log3 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
+	'--speedup', '0', '--cycles', '2', '--start-ts', '1604233000', '--seed', '3');
+ok( $prod->poll_query_until('postgres',
+		"SELECT state = 'claim required' FROM anomstream.status LIMIT 1"),
+	"a running worker whose control row names another cluster goes to 'claim required'");
+like(slurp_file($prod->logfile), qr/anomstream was restored or re-created under the running worker/,
+	'its micro-batch noticed');
+is($prod->safe_psql('postgres', $positions_sql), $prod_positions,
+	'the aborted micro-batch moved no position');
+$prod->safe_psql('postgres', 'SELECT anomstream.claim()');
+load_log($prod, $log3);
+ok(wait_ingested($prod), 'after claim() it consumes the rest');
 
 $copy->stop;
 $prod->stop;

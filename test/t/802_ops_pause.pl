@@ -1,6 +1,6 @@
 # anomstream.pause()/resume() (DESIGN.md §10): a paused worker consumes nothing, stays paused
 # across a restart, and resumes where it stopped; a rolled-back pause() changes nothing. Also:
-# the worker applies retention on its own, late_rows included once that table exists.
+# the worker applies retention on its own.
 use strict;
 use warnings;
 
@@ -71,10 +71,13 @@ ok($node->poll_query_until('postgres', "SELECT bool_and(state = 'running') FROM 
 my $cmp = compare_staging($node);
 is($cmp->{$_}, '0', "staging vs input after pause, restart and resume: $_") for sort keys %$cmp;
 
-# The worker applies retention every 10 s, late_rows included once the table exists.
+# The worker applies retention every 10 s (late_rows: the pipeline's own retention or ours).
 $node->safe_psql('postgres', q{
-	CREATE TABLE anomstream.late_rows (recorded_at timestamptz NOT NULL);
-	INSERT INTO anomstream.late_rows VALUES (now() - interval '8 days'), (now());
+	DELETE FROM anomstream.late_rows;
+	INSERT INTO anomstream.late_rows (topic, kafka_partition, kafka_offset, row_index, watermark,
+									  reason, batch_id, recorded_at)
+	VALUES ('process', 0, 1, 0, now(), 'partition_watermark', 1, now() - interval '8 days'),
+		   ('process', 0, 2, 0, now(), 'partition_watermark', 1, now());
 	INSERT INTO anomstream.dead_letters (topic, value, error, received_at)
 		VALUES ('process', 'v', 'e', now() - interval '8 days'), ('process', 'v', 'e', now());
 	INSERT INTO anomstream.potential_attacks VALUES
