@@ -115,6 +115,8 @@ anomstream_worker_state_name(WorkerState state)
 			return "error";
 		case WORKER_PAUSED:
 			return "paused";
+		case WORKER_CLAIM_REQUIRED:
+			return "claim required";
 	}
 	return "unknown";
 }

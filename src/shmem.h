@@ -4,9 +4,10 @@
  *	  The shared status block: what the pipeline worker publishes for anomstream.status.
  *
  * One AnomstreamShared per server, allocated when the library is preloaded. The worker is
- * the only writer; SQL readers take a copy. Locking: every field is read and written under
- * the block's LWLock (shared for readers, exclusive for the worker), held only for copying.
- * The block is a live view: positions that must survive crashes live in tables.
+ * the only writer (except the pause fields, which anomstream.pause()/resume() also write at
+ * commit, see src/ops/pause.c); SQL readers take a copy. Locking: every field is read and
+ * written under the block's LWLock (shared for readers, exclusive for writers), held only
+ * for copying. The block is a live view: positions that must survive crashes live in tables.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,7 +32,8 @@ typedef enum WorkerState
 	WORKER_RUNNING,
 	WORKER_WAITING_FOR_BROKER,
 	WORKER_ERROR,
-	WORKER_PAUSED
+	WORKER_PAUSED,
+	WORKER_CLAIM_REQUIRED		/* ops: restored copy, waits for anomstream.claim() */
 } WorkerState;
 
 /* Per topic-partition live figures */
@@ -64,6 +66,10 @@ typedef struct AnomstreamShared
 	double		rows_per_sec;	/* recent ingest rate (exponential average) */
 	int			npartitions;
 	PartitionStatus parts[ANOMSTREAM_MAX_PARTITIONS];
+	/* ops (src/ops/pause.c): the pause flag, written at commit of pause()/resume() too */
+	bool		pause_known;	/* paused mirrors anomstream.control */
+	bool		paused;
+	uint64		pause_gen;		/* bumped by every committed pause()/resume() */
 } AnomstreamShared;
 
 extern AnomstreamShared *anomstream_shared;

@@ -4,6 +4,27 @@
 
 \echo Use "CREATE EXTENSION anomstream" to load this file. \quit
 
+-- Refuse a schema "anomstream" that existed before CREATE EXTENSION with objects in it or
+-- owned by a role that is not a superuser: its owner could drop or shadow what this script
+-- creates (see docs/ops.md, "Security").
+DO $guard$
+DECLARE
+	ns oid := pg_catalog.to_regnamespace('anomstream');
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) ns)
+	   OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) ns)
+	   OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) ns)
+	   OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) ns)
+	   OR NOT (SELECT r.rolsuper OR r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+				 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+				WHERE n.oid OPERATOR(pg_catalog.=) ns) THEN
+		RAISE EXCEPTION 'schema "anomstream" already exists and is not empty or not owned by a superuser'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Drop the schema (after checking what is in it), then run CREATE EXTENSION anomstream again.';
+	END IF;
+END
+$guard$;
+
 -- Roles (DESIGN.md §10). Created once per cluster; kept if the extension is dropped.
 DO $roles$
 BEGIN

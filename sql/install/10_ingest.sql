@@ -203,8 +203,8 @@ SELECT w.worker_state AS state,
 	   p.staging_low,
 	   w.next_offset,
 	   w.high_watermark,
-	   CASE WHEN w.high_watermark >= 0 AND w.next_offset >= 0
-			THEN GREATEST(w.high_watermark - w.next_offset, 0) END AS lag,
+	   CASE WHEN w.high_watermark OPERATOR(pg_catalog.>=) 0 AND w.next_offset OPERATOR(pg_catalog.>=) 0
+			THEN GREATEST(w.high_watermark OPERATOR(pg_catalog.-) w.next_offset, 0) END AS lag,
 	   w.messages,
 	   w.rows,
 	   w.dead_letters,
@@ -212,7 +212,7 @@ SELECT w.worker_state AS state,
 	   w.last_message_at,
 	   w.worker_state_since AS state_since,
 	   w.worker_pid,
-	   CASE WHEN w.embedded THEN w.brokers || ' (embedded in-memory mock cluster, for demos and tests only)'
+	   CASE WHEN w.embedded THEN w.brokers OPERATOR(pg_catalog.||) ' (embedded in-memory mock cluster, for demos and tests only)'
 			ELSE w.brokers END AS brokers,
 	   w.batches,
 	   w.last_batch_ms,

@@ -195,7 +195,7 @@ CREATE VIEW anomstream.pipeline_status AS
 SELECT pp.topic,
 	   pp.kafka_partition,
 	   pp.max_event_time,
-	   pp.max_event_time - pg_catalog.make_interval(secs => c.lateness_ms / 1000.0) AS partition_watermark,
+	   pp.max_event_time OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => c.lateness_ms OPERATOR(pg_catalog./) 1000.0) AS partition_watermark,
 	   pp.idle,
 	   pp.idle_timeouts,
 	   pp.last_data_at,
@@ -203,7 +203,7 @@ SELECT pp.topic,
 	   pp.late_partition AS late_partition_watermark,
 	   pp.late_pipeline AS late_behind_pipeline_watermark,
 	   s.watermark,
-	   CASE WHEN pg_catalog.isfinite(s.watermark) THEN pg_catalog.now() - s.watermark END AS watermark_delay,
+	   CASE WHEN pg_catalog.isfinite(s.watermark) THEN pg_catalog.now() OPERATOR(pg_catalog.-) s.watermark END AS watermark_delay,
 	   s.batches,
 	   s.last_batch_id,
 	   s.last_batch_at,
@@ -219,7 +219,7 @@ SELECT pp.topic,
 	   COALESCE(c.window_ms OPERATOR(pg_catalog.<>) anomstream.setting_ms('anomstream.window')
 			OR c.lateness_ms OPERATOR(pg_catalog.<>) anomstream.setting_ms('anomstream.lateness')
 			OR c.join_bound_ms OPERATOR(pg_catalog.<>) anomstream.setting_ms('anomstream.join_bound')
-			OR c.new_attack_retention_s::bigint * 1000 OPERATOR(pg_catalog.<>)
+			OR (c.new_attack_retention_s::bigint OPERATOR(pg_catalog.*) 1000) OPERATOR(pg_catalog.<>)
 			   anomstream.setting_ms('anomstream.new_attack_retention'), false) AS config_pending
 FROM anomstream.pipeline_state s
 LEFT JOIN anomstream.pipeline_config c ON true

@@ -287,9 +287,9 @@ COMMENT ON VIEW anomstream.keyed_state IS
 
 CREATE VIEW anomstream.keyed_status AS
 SELECT o.name AS operator,
-	   o.owner::regrole AS owner,
+	   o.owner::pg_catalog.regrole AS owner,
 	   o.source,
-	   coalesce(o.builtin, o.updater::text) AS updater,
+	   coalesce(o.builtin, o.updater::pg_catalog.text) AS updater,
 	   o.enabled,
 	   o.nkeys AS keys,
 	   o.max_keys,
@@ -356,8 +356,8 @@ VALUES ('minflt_growth', 0, 'anomstream.memory_events',
 CREATE VIEW anomstream.minflt_growth AS
 SELECT pg_catalog.split_part(s.key, ' ', 1)::int AS machine,
 	   pg_catalog.substr(s.key, pg_catalog.strpos(s.key, ' ') OPERATOR(pg_catalog.+) 1) AS cmd_pid,
-	   (s.state OPERATOR(pg_catalog.->) 'd' OPERATOR(pg_catalog.->) -1)::float8 AS minflt_per_sec,
-	   (s.state OPERATOR(pg_catalog.->) 'lv' OPERATOR(pg_catalog.->) 'y')::float8 AS last_minflt,
+	   (s.state OPERATOR(pg_catalog.->) 'd' OPERATOR(pg_catalog.->) -1)::pg_catalog.float8 AS minflt_per_sec,
+	   (s.state OPERATOR(pg_catalog.->) 'lv' OPERATOR(pg_catalog.->) 'y')::pg_catalog.float8 AS last_minflt,
 	   s.last_event_time,
 	   s.state OPERATOR(pg_catalog.->) 'd' AS recent_rates
 FROM anomstream.keyed_state_data s

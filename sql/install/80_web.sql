@@ -133,10 +133,10 @@ COMMENT ON VIEW anomstream.grafana_new_attacks IS
 	'Grafana time series (time, metric, value): new attacks per machine and window, last 24 hours, zero-filled.';
 
 CREATE VIEW anomstream.grafana_detected_attacks AS
-SELECT date_bin(coalesce(nullif(current_setting('anomstream.window', true), ''), '2min')::interval,
+SELECT pg_catalog.date_bin(coalesce(nullif(pg_catalog.current_setting('anomstream.window', true), ''), '2min')::interval,
 				d.p_event_time, '1970-01-01 00:00:00+00') AS "time",
 	   'machine ' OPERATOR(pg_catalog.||) d.p_machine AS metric,
-	   count(*) AS value
+	   pg_catalog.count(*) AS value
   FROM anomstream.detected_attacks d
  WHERE d.p_event_time OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '24 hours')
  GROUP BY 1, 2;
@@ -165,15 +165,15 @@ GRANT EXECUTE ON FUNCTION anomstream.reader_counts() TO anomstream_reader, anoms
 -- reads anomstream.status).
 CREATE VIEW anomstream.grafana_status AS
 SELECT pg_catalog.now() AS "time", s.topic OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) s.kafka_partition OPERATOR(pg_catalog.||) ' lag' AS metric,
-	   s.lag::float8 AS value
+	   s.lag::pg_catalog.float8 AS value
   FROM anomstream.status s WHERE s.kafka_partition IS NOT NULL
 UNION ALL
-SELECT pg_catalog.now(), s.topic OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) s.kafka_partition OPERATOR(pg_catalog.||) ' rows', s.rows::float8
+SELECT pg_catalog.now(), s.topic OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) s.kafka_partition OPERATOR(pg_catalog.||) ' rows', s.rows::pg_catalog.float8
   FROM anomstream.status s WHERE s.kafka_partition IS NOT NULL
 UNION ALL
-SELECT pg_catalog.now(), 'dead letters', c.dead_letters::float8 FROM anomstream.reader_counts() c
+SELECT pg_catalog.now(), 'dead letters', c.dead_letters::pg_catalog.float8 FROM anomstream.reader_counts() c
 UNION ALL
-SELECT pg_catalog.now(), 'late rows', c.late_rows::float8 FROM anomstream.reader_counts() c;
+SELECT pg_catalog.now(), 'late rows', c.late_rows::pg_catalog.float8 FROM anomstream.reader_counts() c;
 COMMENT ON VIEW anomstream.grafana_status IS
 	'Grafana (time, metric, value): current lag and rows ingested per topic/partition, dead letters and late rows; needs anomstream in shared_preload_libraries.';
 

@@ -56,6 +56,7 @@
 #include "ingest/staging.h"
 #include "ingest/worker.h"
 #include "keyed/keyed.h"
+#include "ops/ops.h"			/* ops */
 #include "pipeline/pipeline.h"
 
 #define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
@@ -203,6 +204,7 @@ anomstream_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnection(anomstream_database,
 										 anomstream_role[0] ? anomstream_role : NULL, 0);
 	pgstat_report_appname("anomstream worker");
+	ops_harden_session();		/* ops: search_path = pg_catalog, pg_temp */
 
 	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
 	anomstream_shared->worker_pid = MyProcPid;
@@ -274,6 +276,16 @@ anomstream_worker_main(Datum arg)
 			}
 			teardown();
 			need_setup = true;
+		}
+		/* ops: anomstream.pause() holds the worker here; nothing more is consumed */
+		if (ops_paused())
+		{
+			if (ready)
+				commit_batch(ready);	/* already collected before the pause */
+			ready = NULL;
+			anomstream_set_state(WORKER_PAUSED, NULL);
+			wait_ms(EXTENSION_WAIT_MS);
+			continue;
 		}
 		if (need_setup)
 		{
@@ -388,6 +400,13 @@ setup(void)
 	if (!OidIsValid(ext))
 	{
 		anomstream_set_state(WORKER_WAITING_FOR_EXTENSION, NULL);
+		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
+	/* ops: a restored copy consumes nothing until anomstream.claim() */
+	if (!ops_claim_ok())
+	{
+		anomstream_set_state(WORKER_CLAIM_REQUIRED, NULL);
 		wait_ms(EXTENSION_WAIT_MS);
 		return false;
 	}
@@ -821,6 +840,7 @@ commit_batch(Batch *b)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "anomstream micro-batch");
+	ops_claim_verify();			/* ops: still our cluster's database? */
 
 	batch_id = positions_next_batch_id();
 	{
@@ -877,6 +897,7 @@ run_retention(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "anomstream staging retention");
 	positions_apply_retention();
+	(void) ops_apply_retention();	/* ops: results, dead letters, late rows */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
