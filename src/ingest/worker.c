@@ -403,13 +403,6 @@ setup(void)
 		wait_ms(EXTENSION_WAIT_MS);
 		return false;
 	}
-	/* ops: a restored copy consumes nothing until anomstream.claim() */
-	if (!ops_claim_ok())
-	{
-		anomstream_set_state(WORKER_CLAIM_REQUIRED, NULL);
-		wait_ms(EXTENSION_WAIT_MS);
-		return false;
-	}
 
 	/*
 	 * The extension was dropped and created again under us: caches in this process (models,
@@ -423,6 +416,14 @@ setup(void)
 		proc_exit(1);
 	}
 	known_extension = ext;
+
+	/* ops: a restored copy consumes nothing until anomstream.claim() */
+	if (!ops_claim_ok())
+	{
+		anomstream_set_state(WORKER_CLAIM_REQUIRED, NULL);
+		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
 
 	if (anomstream_brokers == NULL || anomstream_brokers[0] == '\0')
 	{
