@@ -21,28 +21,13 @@ chmod 777 "$WORK"
 BROKER_PID=
 
 cleanup() {
-	[ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
+	mock_broker_stop
 	throwaway_cluster_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-
-start_broker() {
-	rm -f "$WORK/bootstrap"
-	"$T/anomstream-mockbroker" --partitions "$1" --bootstrap-file "$WORK/bootstrap" --no-stdin \
-		>"$WORK/broker.log" 2>&1 &
-	BROKER_PID=$!
-	for _ in $(seq 1 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
-	BOOT=$(cat "$WORK/bootstrap")
-}
-
-stop_broker() {
-	kill "$BROKER_PID" 2>/dev/null || true
-	wait "$BROKER_PID" 2>/dev/null || true
-	BROKER_PID=
-}
 
 # Drop and recreate the extension with the worker idle, then point it at the broker and time
 # how long it takes until ROWS rows are staged.
@@ -95,7 +80,7 @@ echo "== setup: throwaway cluster, mock Kafka with 64 partitions per topic"
 throwaway_cluster_start "$WORK/pg" 55433 "shared_buffers = 1GB
 max_wal_size = 4GB
 anomstream.brokers = ''"
-start_broker 64
+mock_broker_start "$WORK" 64
 per_machine=$(( (ROWS + 127) / 128 ))
 "$T/anomstream-generate" --stream process --rows "$per_machine" --machines 1-64 --seed 1 -o "$WORK/p.csv"
 "$T/anomstream-generate" --stream memory --rows "$per_machine" --machines 1-64 --seed 2 -o "$WORK/m.csv"
@@ -129,8 +114,8 @@ printf 'ratio ingest/COPY (rows/s, best COPY): scoring off %.2fx, with scoring %
 	"$(echo "$best_copy / $INGEST_OFF" | bc -l)" "$(echo "$best_copy / $INGEST_ON" | bc -l)"
 
 echo "== latency: produce at $RATE rows/s for $LAT_SECS s (real cadence off, fixed rate)"
-stop_broker
-start_broker 4
+mock_broker_stop
+mock_broker_start "$WORK" 4
 cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = ''" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 cluster_psql -c "DROP EXTENSION anomstream" -c "CREATE EXTENSION anomstream" \

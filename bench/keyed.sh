@@ -27,17 +27,13 @@ chmod 777 "$WORK"
 BROKER_PID=
 
 cleanup() {
-	[ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
+	mock_broker_stop
 	throwaway_cluster_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-"$T/anomstream-mockbroker" --partitions "$PARTS" --bootstrap-file "$WORK/bootstrap" --no-stdin \
-	>"$WORK/broker.log" 2>&1 &
-BROKER_PID=$!
-for _ in $(seq 1 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
-BOOT=$(cat "$WORK/bootstrap")
+mock_broker_start "$WORK" "$PARTS"
 
 throwaway_cluster_start "$WORK/pg" 54391 "
 anomstream.database = 'postgres'

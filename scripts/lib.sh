@@ -80,3 +80,22 @@ install_parquet_checker() {
 	# npm ci rejects a lock file without the optional platform packages of other systems
 	npm install --prefix "$dir" --no-audit --no-fund >/dev/null
 }
+
+# Start a mock Kafka cluster in the background: mock_broker_start DIR PARTITIONS.
+# Sets BROKER_PID and BOOT (its bootstrap address); mock_broker_stop ends it.
+mock_broker_start() {
+	rm -f "$1/bootstrap"
+	"$ROOT/test/tools/bin/anomstream-mockbroker" --partitions "$2" --bootstrap-file "$1/bootstrap" \
+		--no-stdin >"$1/broker.log" 2>&1 &
+	BROKER_PID=$!
+	for _ in $(seq 1 100); do [ -s "$1/bootstrap" ] && break; sleep 0.1; done
+	BOOT=$(cat "$1/bootstrap")
+}
+
+mock_broker_stop() {
+	if [ -n "${BROKER_PID:-}" ]; then
+		kill "$BROKER_PID" 2>/dev/null || true
+		wait "$BROKER_PID" 2>/dev/null || true
+	fi
+	BROKER_PID=
+}
