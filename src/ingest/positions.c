@@ -259,3 +259,13 @@ positions_apply_retention(void)
 		" WHERE r.topic = p.topic AND r.kafka_partition = p.kafka_partition), p.durable_offset)",
 		0, NULL, NULL, NULL, SPI_OK_UPDATE);
 }
+
+/*
+ * Summarize the BRIN ranges the batch filled, so later steps of the batch find its rows by
+ * batch_id without reading every range written since the last VACUUM.
+ */
+void
+positions_summarize_staging(void)
+{
+	run("SELECT anomstream.summarize_staging()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+}

@@ -851,6 +851,7 @@ commit_batch(Batch *b)
 			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
 		MemoryContextSwitchTo(old);
 	}
+	positions_summarize_staging();
 	pipeline_process_batch(batch_id, parts, nparts);	/* windows, join, late rows */
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);

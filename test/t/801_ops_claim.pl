@@ -41,9 +41,15 @@ my $positions_prod = $prod->safe_psql('postgres', $positions_sql);
 my $copy = new_node('ops_copy', $broker->{bootstrap});
 $copy->poll_query_until('postgres', 'SELECT count(*) = 1 FROM anomstream.control')
   or die 'copy worker did not start';
+# The copy's worker is idled first (as an operator would before replacing the extension).
+$copy->safe_psql('postgres', "ALTER SYSTEM SET anomstream.brokers = ''; SELECT pg_reload_conf()");
+$copy->poll_query_until('postgres',
+	"SELECT state = 'idle (no brokers)' FROM anomstream.status LIMIT 1")
+  or die 'copy worker did not go idle';
 $copy->safe_psql('postgres', 'DROP EXTENSION anomstream; DROP SCHEMA IF EXISTS anomstream');
 $copy->command_ok([ 'pg_restore', '--single-transaction', '-d', $copy->connstr('postgres'), $dump ],
 	'pg_restore into a new cluster');
+$copy->safe_psql('postgres', 'ALTER SYSTEM RESET anomstream.brokers; SELECT pg_reload_conf()');
 isnt( $copy->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
 	$prod->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
 	'the copy is another cluster');
