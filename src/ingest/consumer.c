@@ -316,7 +316,7 @@ int
 kafka_list_partitions(KafkaSource *src, PartState **parts, char *errbuf, size_t errlen)
 {
 	int			n = 0;
-	PartState  *out = palloc0(sizeof(PartState) * ANOMSTREAM_MAX_PARTS_TOTAL);
+	PartState  *out = palloc0(sizeof(PartState) * ANOMSTREAM_MAX_PARTITIONS);
 
 	for (int s = 0; s < DECODE_NSTREAMS; s++)
 	{
@@ -345,10 +345,10 @@ kafka_list_partitions(KafkaSource *src, PartState **parts, char *errbuf, size_t 
 
 			if (!partition_selected(p))
 				continue;
-			if (n >= ANOMSTREAM_MAX_PARTS_TOTAL)
+			if (n >= ANOMSTREAM_MAX_PARTITIONS)
 			{
 				snprintf(errbuf, errlen, "more than %d partitions assigned",
-						 ANOMSTREAM_MAX_PARTS_TOTAL);
+						 ANOMSTREAM_MAX_PARTITIONS);
 				rd_kafka_metadata_destroy(md);
 				return -1;
 			}

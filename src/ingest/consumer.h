@@ -16,7 +16,6 @@
 #include "ingest/positions.h"
 #include "shmem.h"
 
-#define ANOMSTREAM_MAX_PARTS_TOTAL ANOMSTREAM_MAX_PARTITIONS
 
 typedef struct KafkaSource
 {

@@ -43,7 +43,8 @@ static TimestampTz last_retention = 0;
 static TimestampTz last_tick = 0;
 
 /*
- * Expire late rows and the batch log, at most once a minute.
+ * Expire the batch log, at most once a minute. (Late rows expire with the other retained
+ * tables, in chunks, in ops/retention.c.)
  */
 static void
 apply_retention(TimestampTz now)
@@ -51,15 +52,6 @@ apply_retention(TimestampTz now)
 	if (!TimestampDifferenceExceeds(last_retention, now, RETENTION_EVERY_MS))
 		return;
 	last_retention = now;
-	if (anomstream_late_rows_retention >= 0)
-	{
-		Oid			types[1] = {INT4OID};
-		Datum		values[1] = {Int32GetDatum(anomstream_late_rows_retention)};
-
-		pl_exec("DELETE FROM anomstream.late_rows "
-				"WHERE recorded_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
-				1, types, values, NULL, SPI_OK_DELETE);
-	}
 	pl_exec("DELETE FROM anomstream.pipeline_batches "
 			"WHERE processed_at < pg_catalog.now() - interval '" BATCH_LOG_KEEP "'",
 			0, NULL, NULL, NULL, SPI_OK_DELETE);
