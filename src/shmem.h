@@ -70,6 +70,10 @@ typedef struct AnomstreamShared
 	bool		pause_known;	/* paused mirrors anomstream.control */
 	bool		paused;
 	uint64		pause_gen;		/* bumped by every committed pause()/resume() */
+	/* rebuild (src/pipeline/rebuild.c, config.c) */
+	uint64		rebuild_gen;	/* bumped by every committed anomstream.rebuild() */
+	bool		rebuilding;		/* a rebuild replays: status shows 'rebuilding' */
+	bool		config_pending; /* semantic settings differ from pipeline_config */
 } AnomstreamShared;
 
 extern AnomstreamShared *anomstream_shared;

@@ -69,7 +69,13 @@ anomstream_worker_status(PG_FUNCTION_ARGS)
 			for (; c < 9; c++)
 				nulls[c] = true;
 		}
-		values[c++] = CStringGetTextDatum(anomstream_worker_state_name(copy->state));
+		/* rebuild: 'config pending' and 'rebuilding' refine the worker's own state */
+		if (copy->config_pending && (copy->state == WORKER_RUNNING || copy->state == WORKER_ERROR))
+			values[c++] = CStringGetTextDatum("config pending");
+		else if (copy->rebuilding && copy->state == WORKER_RUNNING)
+			values[c++] = CStringGetTextDatum("rebuilding");
+		else
+			values[c++] = CStringGetTextDatum(anomstream_worker_state_name(copy->state));
 		nulls[c] = copy->state_since == 0;
 		values[c++] = TimestampTzGetDatum(copy->state_since);
 		nulls[c] = copy->worker_pid == 0;

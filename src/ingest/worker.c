@@ -58,6 +58,7 @@
 #include "keyed/keyed.h"
 #include "ops/ops.h"			/* ops */
 #include "pipeline/pipeline.h"
+#include "pipeline/rebuild.h"
 
 #define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
 #define BACKOFF_MIN_MS 1000
@@ -293,6 +294,17 @@ anomstream_worker_main(Datum arg)
 				continue;		/* setup waited; try again */
 			need_setup = false;
 		}
+		/* rebuild: carry out anomstream.rebuild(), then set up again from PostgreSQL */
+		if (rebuild_requested())
+		{
+			batch_reset(&batches[0]);
+			batch_reset(&batches[1]);
+			ready = NULL;
+			rebuild_execute(&source, parts, nparts);
+			teardown();
+			need_setup = true;
+			continue;
+		}
 
 		/*
 		 * Two-stage pipeline: collect batch N+1 and let the decode thread work on it while
@@ -470,6 +482,7 @@ setup(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	refill = positions_prepare_start(parts, nparts);
+	rebuild_adjust_start(parts, nparts, refill);	/* rebuild: replay positions */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

@@ -7,8 +7,8 @@
  *
  * Invariants: the pipeline always computes with the stored values, which equal the
  * current ones; a difference raises an error that aborts the micro-batch (the worker
- * retries with backoff, status shows it), so no row is ever taken over under other
- * semantics. anomstream.rebuild() (a separate issue) is the way to change them.
+ * retries with backoff, status shows 'config pending'), so no row is ever taken over under
+ * other semantics. anomstream.rebuild() (rebuild.c) is the way to change them.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,7 +18,21 @@
 #include "executor/spi.h"
 
 #include "guc.h"
+#include "shmem.h"
 #include "pipeline/pipeline_int.h"
+
+/*
+ * Publish whether the settings are pending (status shows 'config pending').
+ */
+static void
+publish_pending(bool pending)
+{
+	if (anomstream_shared == NULL)
+		return;
+	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
+	anomstream_shared->config_pending = pending;
+	LWLockRelease(anomstream_shared->lock);
+}
 
 /*
  * Fill the interval datums from the millisecond values.
@@ -76,6 +90,7 @@ pipeline_settings_load(PipelineSettings *s, bool raise)
 		s->join_bound_ms = anomstream_join_bound;
 		s->retention_s = anomstream_new_attack_retention;
 		settings_datums(s);
+		publish_pending(false);
 		ereport(LOG,
 				(errmsg("anomstream: pipeline settings stored: window %d ms, lateness %d ms, join_bound %d ms, new_attack_retention %d s",
 						s->window_ms, s->lateness_ms, s->join_bound_ms, s->retention_s)));
@@ -90,7 +105,11 @@ pipeline_settings_load(PipelineSettings *s, bool raise)
 	if (s->window_ms == anomstream_window && s->lateness_ms == anomstream_lateness &&
 		s->join_bound_ms == anomstream_join_bound &&
 		s->retention_s == anomstream_new_attack_retention)
+	{
+		publish_pending(false);
 		return true;
+	}
+	publish_pending(true);
 	if (raise)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -99,6 +118,6 @@ pipeline_settings_load(PipelineSettings *s, bool raise)
 						   s->window_ms, s->lateness_ms, s->join_bound_ms, s->retention_s,
 						   anomstream_window, anomstream_lateness, anomstream_join_bound,
 						   anomstream_new_attack_retention),
-				 errhint("Restore the stored values, or run anomstream.rebuild() to recompute the results with the new ones.")));
+				 errhint("Restore the stored values, or run anomstream.rebuild(from) to recompute the results from a time on with the new ones.")));
 	return false;
 }

@@ -11,6 +11,8 @@
  * in the batch that brought its later row. Eviction: a buffered row r can pair only with a
  * future row x with event_time >= W (anything earlier is late), and |x - r| < join_bound,
  * so once r.event_time + join_bound <= W it is deleted (batched, over the event_time btree).
+ * While a rebuild replays, only pairs whose later row is at or after its `from` are
+ * written (rebuild.c): the earlier ones are still in the table.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,20 +51,22 @@
 void
 join_emit_pairs(PipelineRun *run)
 {
-	Oid			types[2] = {INT8OID, INTERVALOID};
-	Datum		values[2];
+	Oid			types[3] = {INT8OID, INTERVALOID, TIMESTAMPTZOID};
+	Datum		values[3];
 
 	if (run->attack_rows[0] == 0 && run->attack_rows[1] == 0)
 		return;
 	values[0] = Int64GetDatum(run->batch_id);
 	values[1] = run->s.join_bound;
+	values[2] = TimestampTzGetDatum(run->gate_pairs);
 	run->pairs = pl_exec("INSERT INTO anomstream.detected_attacks (" PAIR_COLUMNS ") "
 						 "SELECT " PAIR_VALUES " FROM anomstream.join_process p" PAIR_JOIN
-						 " WHERE p.batch_id = $1 "
+						 " WHERE p.batch_id = $1 AND GREATEST(p.event_time, m.event_time) >= $3 "
 						 "UNION ALL "
 						 "SELECT " PAIR_VALUES " FROM anomstream.join_process p" PAIR_JOIN
-						 " WHERE m.batch_id = $1 AND p.batch_id < $1",
-						 2, types, values, NULL, SPI_OK_INSERT);
+						 " WHERE m.batch_id = $1 AND p.batch_id < $1"
+						 " AND GREATEST(p.event_time, m.event_time) >= $3",
+						 3, types, values, NULL, SPI_OK_INSERT);
 }
 
 /*

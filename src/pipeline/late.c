@@ -6,7 +6,9 @@
  *
  * One statement per stream, set-based over the batch's staging rows (WHERE batch_id = $1,
  * the BRIN index), never over rows of earlier batches. Rows below the partition's durable
- * offset are refill rows that every durable consumer already took over: they are skipped.
+ * offset are refill rows that every durable consumer already took over: they are skipped
+ * (while a rebuild replays, the partition's replay position takes the durable offset's
+ * place, and late rows before the rebuild's horizon are not listed again: rebuild.c).
  * For the others, W_p(o) = max(stored maximum, event_time of this batch's rows of the
  * partition at offsets < o) - lateness: the per-message advance in offset order, computed
  * by a window function. A row is late with reason partition_watermark if event_time <
@@ -56,9 +58,9 @@ late_classify(PipelineRun *run, int stream)
 	int64	   *durable = palloc(sizeof(int64) * Max(run->npw, 1));
 	TimestampTz *prev = palloc(sizeof(TimestampTz) * Max(run->npw, 1));
 	bool	   *prevnull = palloc(sizeof(bool) * Max(run->npw, 1));
-	Oid			types[7] = {INT8OID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
-	INTERVALOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[7];
+	Oid			types[8] = {INT8OID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+	INTERVALOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[8];
 	uint64		nres;
 	int			nestlevel;
 
@@ -70,7 +72,7 @@ late_classify(PipelineRun *run, int stream)
 			continue;
 		topic = w->part->topic;
 		partitions[n] = w->part->partition;
-		durable[n] = w->part->durable_offset;
+		durable[n] = w->from_offset;
 		prev[n] = w->max_event_time;
 		prevnull[n] = !w->has_max;
 		n++;
@@ -97,7 +99,7 @@ late_classify(PipelineRun *run, int stream)
 					 " SELECT $7, kafka_partition, kafka_offset, row_index, event_time,"
 					 "   CASE WHEN late = 'partition_watermark' THEN wp ELSE $6 END, late, machine,"
 					 "   cmd_pid, prediction, $1"
-					 " FROM c WHERE late IS NOT NULL RETURNING 1"
+					 " FROM c WHERE late IS NOT NULL AND event_time >= $8 RETURNING 1"
 					 "), j AS ("
 					 " INSERT INTO anomstream.join_%s (event_time, machine, cmd_pid, %s, prediction,"
 					 "   probability, model_version, kafka_partition, kafka_offset, row_index, batch_id)"
@@ -120,10 +122,11 @@ late_classify(PipelineRun *run, int stream)
 	values[4] = run->s.lateness;
 	values[5] = TimestampTzGetDatum(run->watermark_old);
 	values[6] = CStringGetTextDatum(topic);
+	values[7] = TimestampTzGetDatum(run->gate_late);
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	nres = pl_exec(sql.data, 7, types, values, NULL, SPI_OK_SELECT);
+	nres = pl_exec(sql.data, 8, types, values, NULL, SPI_OK_SELECT);
 	AtEOXact_GUC(true, nestlevel);
 
 	for (uint64 r = 0; r < nres; r++)

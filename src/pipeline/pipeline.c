@@ -182,6 +182,7 @@ pipeline_process_batch(int64 batch_id, PartState *parts, int nparts)
 	run.now = start;
 	pipeline_settings_load(&run.s, true);
 	watermark_load(&run, parts, nparts);
+	rebuild_load(&run);			/* a rebuild replaying: gates, replay positions */
 
 	for (int s = 0; s < DECODE_NSTREAMS; s++)
 		late_classify(&run, s);
@@ -191,6 +192,7 @@ pipeline_process_batch(int64 batch_id, PartState *parts, int nparts)
 	watermark_advance(&run);
 	watermark_save(&run);
 	after_watermark(&run);
+	rebuild_advance(&run);
 	record(&run, true, (double) (GetCurrentTimestamp() - start) / 1000.0);
 	notify(&run);
 	apply_retention(start);

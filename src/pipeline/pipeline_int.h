@@ -48,6 +48,8 @@ typedef struct PartWatermark
 	int64		rows;			/* this run's additions */
 	int64		late_partition;
 	int64		late_pipeline;
+	int64		from_offset;	/* rows from here on are taken over: the durable position,
+								 * or the replay position of a rebuild (rebuild.c) */
 } PartWatermark;
 
 /* One pipeline call */
@@ -71,6 +73,11 @@ typedef struct PipelineRun
 	int64		windows_changed;
 	int64		windows_closed;
 	int64		evicted[3];		/* join_process, join_memory, window_keys */
+	/* a rebuild replaying (rebuild.c): nothing before these is written; -infinity if not */
+	bool		rebuilding;
+	TimestampTz gate_windows;	/* potential_attacks rows with window_start >= this */
+	TimestampTz gate_pairs;		/* pairs whose later row is at or after this */
+	TimestampTz gate_late;		/* late rows at or after this event time */
 } PipelineRun;
 
 /* spi_util.c */
@@ -98,6 +105,10 @@ extern void late_classify(PipelineRun *run, int stream);
 /* join.c */
 extern void join_emit_pairs(PipelineRun *run);
 extern void join_evict(PipelineRun *run);
+
+/* rebuild.c */
+extern void rebuild_load(PipelineRun *run);
+extern void rebuild_advance(PipelineRun *run);
 
 /* windows.c */
 extern void windows_update(PipelineRun *run);

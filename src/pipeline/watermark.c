@@ -53,7 +53,10 @@ watermark_load(PipelineRun *run, PartState *parts, int nparts)
 	run->pw = palloc0(sizeof(PartWatermark) * Max(nparts, 1));
 	run->npw = nparts;
 	for (int i = 0; i < nparts; i++)
+	{
 		run->pw[i].part = &parts[i];
+		run->pw[i].from_offset = parts[i].durable_offset;
+	}
 
 	n = pl_exec("SELECT topic, kafka_partition, max_event_time, first_seen_at, last_data_at, idle "
 				"FROM anomstream.pipeline_partitions", 0, NULL, NULL, NULL, SPI_OK_SELECT);

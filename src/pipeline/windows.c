@@ -12,7 +12,9 @@
  * where the key stops being new. Those windows are recounted from window_keys exactly as
  * the reference query does and written only where a value changed (HOT updates; the
  * table has fillfactor 50 and no index on the changing columns). All of them are open:
- * non-late rows have event_time >= W, so their window ends after W.
+ * non-late rows have event_time >= W, so their window ends after W. While a rebuild
+ * replays, only windows from its first recomputed window on are written (rebuild.c); the
+ * keys of earlier windows are still kept, for new_attacks.
  *
  * A window is closed once W >= window_end; a closed row never changes. Eviction: future
  * keys fall into windows starting at date_bin(W) or later and look back R from there, so
@@ -67,9 +69,10 @@ windows_update(PipelineRun *run)
 	starts = SPI_datumTransfer(pl_get(0, 4, &isnull), false, -1);
 
 	{
-		Oid			t[5] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INTERVALOID,
-		INTERVALOID};
-		Datum		v[5] = {machines, cmd_pids, starts, run->s.window, run->s.retention};
+		Oid			t[6] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INTERVALOID,
+		INTERVALOID, TIMESTAMPTZOID};
+		Datum		v[6] = {machines, cmd_pids, starts, run->s.window, run->s.retention,
+		TimestampTzGetDatum(run->gate_windows)};
 
 		run->windows_changed =
 			pl_exec("WITH a AS ("
@@ -92,11 +95,11 @@ windows_update(PipelineRun *run)
 					")"
 					" INSERT INTO anomstream.potential_attacks AS pa"
 					"   (window_start, window_end, machine, attacks, new_attacks)"
-					" SELECT ws, ws + $4, machine, attacks, new_attacks FROM cnt"
+					" SELECT ws, ws + $4, machine, attacks, new_attacks FROM cnt WHERE ws >= $6"
 					" ON CONFLICT (window_start, machine) DO UPDATE"
 					"   SET attacks = excluded.attacks, new_attacks = excluded.new_attacks"
 					"   WHERE pa.attacks <> excluded.attacks OR pa.new_attacks <> excluded.new_attacks",
-					5, t, v, NULL, SPI_OK_INSERT);
+					6, t, v, NULL, SPI_OK_INSERT);
 	}
 }
 
