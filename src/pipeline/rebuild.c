@@ -525,7 +525,9 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 	int64		bound_us = (int64) anomstream_join_bound * 1000;
 	TimestampTz windows_from,
 				horizon,
-				kafka_time;
+				kafka_time,
+				watermark,
+				anchor;
 	int64		ts_ms;
 	int64	   *low = palloc0(sizeof(int64) * Max(nparts, 1));
 	int64	   *high = palloc0(sizeof(int64) * Max(nparts, 1));
@@ -553,13 +555,24 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 			" FROM anomstream.pipeline_config", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	had_config = SPI_processed > 0;
 	old.window_ms = had_config ? DatumGetInt32(pl_get(0, 1, &isnull)) : anomstream_window;
+	old.lateness_ms = had_config ? DatumGetInt32(pl_get(0, 2, &isnull)) : anomstream_lateness;
+	pl_exec("SELECT watermark FROM anomstream.pipeline_state", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	watermark = SPI_processed > 0 ? DatumGetTimestampTz(pl_get(0, 1, &isnull)) : DT_NOBEGIN;
 	if (((int64) anomstream_new_attack_retention * 1000) % anomstream_window != 0)
 	{
 		refuse(id, "anomstream.new_attack_retention is not a multiple of anomstream.window");
 		goto out;
 	}
 
-	windows_from = common_window_start(from, w_new, (int64) old.window_ms * 1000);
+	/*
+	 * Windows still open (at or after W's window) are rewritten too, even when from is
+	 * later: rows arriving after the replay may only fall into windows it recomputed, whose
+	 * keys and look-back are exact. (W, lowered by a grown lateness, bounds those rows.)
+	 */
+	anchor = from;
+	if (!TIMESTAMP_NOT_FINITE(watermark))
+		anchor = Min(from, watermark - (int64) Max(0, anomstream_lateness - old.lateness_ms) * 1000);
+	windows_from = common_window_start(anchor, w_new, (int64) old.window_ms * 1000);
 	horizon = windows_from - retention_us - bound_us;
 	kafka_time = horizon - (int64) anomstream_max_future * USECS_PER_SEC;
 	ts_ms = Max((kafka_time - UNIX_EPOCH_PG) / 1000, 0);
@@ -582,7 +595,7 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 	seek_positions(src, parts, nparts, ts_ms, low, high, seek);
 	for (int i = 0; i < nparts; i++)
 	{
-		if (known[i] && low[i] > 0 && seek[i] <= low[i] && seek[i] < durable[i])
+		if (low[i] > 0 && seek[i] <= low[i] && (!known[i] || seek[i] < durable[i]))
 		{
 			char		msg[512];
 
@@ -624,7 +637,20 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 		int64		from_offset;
 
 		if (!known[i])
-			continue;
+		{
+			/*
+			 * Never consumed here (a partition moved to this server, DESIGN.md §11): it
+			 * starts at the seek position, and its messages up to the current end count
+			 * as replay (the results before the rebuild's range are the other server's).
+			 */
+			Oid			ptypes[3] = {TEXTOID, INT4OID, INT8OID};
+			Datum		pvalues[3] = {CStringGetTextDatum(parts[i].topic),
+			Int32GetDatum(parts[i].partition), Int64GetDatum(seek[i])};
+
+			pl_exec("INSERT INTO anomstream.positions (topic, kafka_partition, durable_offset, staging_low)"
+					" VALUES ($1, $2, $3, $3)", 3, ptypes, pvalues, NULL, SPI_OK_INSERT);
+			durable[i] = high[i];
+		}
 		from_offset = Min(seek[i], durable[i]);
 		replayed += durable[i] - from_offset;
 		values[0] = Int64GetDatum(id);

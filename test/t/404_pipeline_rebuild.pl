@@ -63,6 +63,7 @@ cmp_ok($det, '>', 20, "the original run found pairs ($det)");
 my $last_batch = $node->safe_psql('postgres', 'SELECT max(batch_id) FROM anomstream.detected_attacks');
 my $messages = $node->safe_psql('postgres',
 	'SELECT sum(durable_offset) FROM anomstream.positions');
+my $w_before = $node->safe_psql('postgres', 'SELECT watermark FROM anomstream.pipeline_state');
 
 # (a) rebuild from the middle
 my $from = $node->safe_psql('postgres', "SELECT to_timestamp($start_ts + 470)");
@@ -80,6 +81,11 @@ cmp_ok($dp, '>', 0, 'pairs of the range were deleted');
 cmp_ok($replayed, '>', 0, 'messages were replayed');
 cmp_ok($replayed, '<', $messages, 'not everything: the seek by timestamp landed inside the topics');
 ok(wait_ingested($node), 'staging was refilled');
+# W restarted from -infinity; the windows kept from before stay closed meanwhile, and W
+# comes back to where it was once every partition is idle again
+ok($node->poll_query_until('postgres',
+	"SELECT watermark = '$w_before' FROM anomstream.pipeline_state"),
+	'the pipeline watermark comes back to its value before the rebuild');
 my $after = check_all('after rebuild');
 is($after, $before, 'results equal the original run row for row');
 is($node->safe_psql('postgres',
