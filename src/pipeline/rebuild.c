@@ -117,6 +117,7 @@ anomstream_rebuild(PG_FUNCTION_ARGS)
 	Oid			types[2] = {TIMESTAMPTZOID, NAMEOID};
 	Datum		values[2];
 	bool		isnull;
+	WorkerState state;
 	int64		id;
 
 	if (anomstream_shared == NULL)
@@ -163,6 +164,16 @@ anomstream_rebuild(PG_FUNCTION_ARGS)
 		callback_registered = true;
 	}
 	pending = true;
+
+	LWLockAcquire(anomstream_shared->lock, LW_SHARED);
+	state = anomstream_shared->worker_pid != 0 ? anomstream_shared->state : WORKER_NOT_RUNNING;
+	LWLockRelease(anomstream_shared->lock);
+	if (state == WORKER_NOT_RUNNING || state == WORKER_IDLE_NO_BROKERS ||
+		state == WORKER_WAITING_FOR_EXTENSION || state == WORKER_WAITING_FOR_RECOVERY ||
+		state == WORKER_CLAIM_REQUIRED || state == WORKER_PAUSED)
+		ereport(NOTICE,
+				(errmsg("the anomstream worker is not consuming now; the rebuild is carried out once it is"),
+				 errdetail("The worker's state is \"%s\".", anomstream_worker_state_name(state))));
 	PG_RETURN_INT64(id);
 }
 
@@ -206,6 +217,18 @@ static Datum
 ts_text(TimestampTz t)
 {
 	return DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t));
+}
+
+/*
+ * A Kafka call about partition p failed (detail: librdkafka's message).
+ */
+static void pg_attribute_noreturn()
+kafka_failed(const char *what, const PartState *p, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("anomstream: rebuild: %s of partition %s/%d", what, p->topic, p->partition),
+			 errdetail("%s", detail)));
 }
 
 /*
@@ -282,11 +305,7 @@ scan_timestamps(KafkaSource *src, PartState *parts, int nparts, const bool *want
 			char	   *msg = pstrdup(rd_kafka_message_errstr(m));
 
 			rd_kafka_message_destroy(m);
-			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("anomstream: rebuild: partition %s/%d changed while its timestamps were read",
-							parts[i].topic, parts[i].partition),
-					 errdetail("%s", msg)));
+			kafka_failed("lost the start while reading the timestamps", &parts[i], msg);
 		}
 		else if (!m->err && m->offset >= start[i])
 		{
@@ -333,11 +352,7 @@ seek_positions(KafkaSource *src, PartState *parts, int nparts, int64 ts_ms,
 		err = rd_kafka_query_watermark_offsets(src->rk, parts[i].topic, parts[i].partition,
 											   &low[i], &high[i], KAFKA_TIMEOUT_MS);
 		if (err)
-			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("anomstream: rebuild: cannot read the offsets of partition %s/%d",
-							parts[i].topic, parts[i].partition),
-					 errdetail("%s", rd_kafka_err2str(err))));
+			kafka_failed("cannot read the offsets", &parts[i], rd_kafka_err2str(err));
 		rd_kafka_topic_partition_list_add(list, parts[i].topic, parts[i].partition)->offset = ts_ms;
 	}
 	err = rd_kafka_offsets_for_times(src->rk, list, KAFKA_TIMEOUT_MS);
@@ -359,11 +374,7 @@ seek_positions(KafkaSource *src, PartState *parts, int nparts, int64 ts_ms,
 			const char *e = tp ? rd_kafka_err2str(tp->err) : "no answer";
 
 			rd_kafka_topic_partition_list_destroy(list);
-			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("anomstream: rebuild: cannot look up the offset of partition %s/%d by timestamp",
-							parts[i].topic, parts[i].partition),
-					 errdetail("%s", e)));
+			kafka_failed("cannot look up by timestamp the offset", &parts[i], e);
 		}
 		seek[i] = tp->offset;
 		if (seek[i] < 0 && high[i] > low[i])
@@ -529,11 +540,11 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 				watermark,
 				anchor;
 	int64		ts_ms;
-	int64	   *low = palloc0(sizeof(int64) * Max(nparts, 1));
-	int64	   *high = palloc0(sizeof(int64) * Max(nparts, 1));
-	int64	   *seek = palloc0(sizeof(int64) * Max(nparts, 1));
-	int64	   *durable = palloc0(sizeof(int64) * Max(nparts, 1));
-	bool	   *known = palloc0(sizeof(bool) * Max(nparts, 1));
+	int64	   *low,
+			   *high,
+			   *seek,
+			   *durable;
+	bool	   *known;
 	int64		deleted[3];
 	int64		replayed = 0;
 	bool		still;
@@ -544,6 +555,12 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "anomstream rebuild");
+	/* in the SPI procedure context: freed by SPI_finish() */
+	low = palloc0(sizeof(int64) * Max(nparts, 1));
+	high = palloc0(sizeof(int64) * Max(nparts, 1));
+	seek = palloc0(sizeof(int64) * Max(nparts, 1));
+	durable = palloc0(sizeof(int64) * Max(nparts, 1));
+	known = palloc0(sizeof(bool) * Max(nparts, 1));
 
 	id = next_request(&from);
 	if (id == 0)
@@ -726,6 +743,7 @@ out:
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	set_rebuilding(false);		/* none waited, or refused: no replay */
 }
 
 /*

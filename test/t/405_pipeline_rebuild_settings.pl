@@ -38,26 +38,19 @@ sub settle
 		"SELECT bool_and(idle) FROM anomstream.pipeline_partitions") or die 'not idle';
 }
 
-# Rows of potential_attacks (restricted by $where) missing from / extra to ref_potential.
-sub windows_diff
+# Rows of a result table (columns $cols, restricted by $where) missing from / extra to the
+# reference table: "missing extra".
+sub diff
 {
-	my ($where) = @_;
-	return sq("SELECT (SELECT count(*) FROM (SELECT $potential_cols FROM ref_potential WHERE $where
-					   EXCEPT ALL SELECT $potential_cols FROM anomstream.potential_attacks WHERE $where) a)
+	my ($ref, $table, $cols, $where) = @_;
+	return sq("SELECT (SELECT count(*) FROM (SELECT $cols FROM $ref WHERE $where
+					   EXCEPT ALL SELECT $cols FROM anomstream.$table WHERE $where) a)
 				 || ' ' ||
-				 (SELECT count(*) FROM (SELECT $potential_cols FROM anomstream.potential_attacks WHERE $where
-					   EXCEPT ALL SELECT $potential_cols FROM ref_potential WHERE $where) b)");
+				 (SELECT count(*) FROM (SELECT $cols FROM anomstream.$table WHERE $where
+					   EXCEPT ALL SELECT $cols FROM $ref WHERE $where) b)");
 }
-
-sub pairs_diff
-{
-	my ($where) = @_;
-	return sq("SELECT (SELECT count(*) FROM (SELECT $detected_key FROM ref_detected WHERE $where
-					   EXCEPT ALL SELECT $detected_key FROM anomstream.detected_attacks WHERE $where) a)
-				 || ' ' ||
-				 (SELECT count(*) FROM (SELECT $detected_key FROM anomstream.detected_attacks WHERE $where
-					   EXCEPT ALL SELECT $detected_key FROM ref_detected WHERE $where) b)");
-}
+sub windows_diff { return diff('ref_potential', 'potential_attacks', $potential_cols, $_[0]); }
+sub pairs_diff { return diff('ref_detected', 'detected_attacks', $detected_key, $_[0]); }
 
 my $log = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '0', '--cycles', '150', '--start-ts', $start_ts, '--seed', '3',
