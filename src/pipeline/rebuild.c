@@ -589,6 +589,8 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 	anchor = from;
 	if (!TIMESTAMP_NOT_FINITE(watermark))
 		anchor = Min(from, watermark - (int64) Max(0, anomstream_lateness - old.lateness_ms) * 1000);
+	/* before 1970 there is no Kafka data: such a from means "all Kafka still has" */
+	anchor = Max(anchor, UNIX_EPOCH_PG);
 	windows_from = common_window_start(anchor, w_new, (int64) old.window_ms * 1000);
 	horizon = windows_from - retention_us - bound_us;
 	kafka_time = horizon - (int64) anomstream_max_future * USECS_PER_SEC;

@@ -122,12 +122,24 @@ load_log($node, $log2);
 ok(wait_ingested($node), 'all rows of both runs arrived');
 $node->poll_query_until('postgres',
 	"SELECT bool_and(idle) FROM anomstream.pipeline_partitions") or die 'not idle';
-check_all('rebuild while streaming, with a crash');
+my $streamed = check_all('rebuild while streaming, with a crash');
 is($node->safe_psql('postgres',
 	"SELECT count(*) FROM (SELECT 1 FROM anomstream.detected_attacks
 	   GROUP BY p_kafka_partition, p_kafka_offset, p_row_index,
 				m_kafka_partition, m_kafka_offset, m_row_index HAVING count(*) > 1) d"),
 	'0', 'no pair doubled');
+my ($pot2, $det2) = result_counts($node);
+
+# A time before any data: everything Kafka holds is recomputed.
+my ($id3, $st3) = rebuild('1960-01-01 00:00:00+00');
+is($st3, 'done', 'rebuild from before any data is done');
+is($node->safe_psql('postgres',
+	"SELECT windows_from = '1970-01-01 00:00:00+00' AND replayed_messages = (SELECT sum(durable_offset) FROM anomstream.positions)
+	   AND deleted_windows = $pot2 AND deleted_pairs = $det2
+	 FROM anomstream.rebuild_requests WHERE id = $id3"),
+	't', 'it deleted every result and replayed every message');
+ok(wait_ingested($node), 'staging was refilled again');
+is(results_digest($node), $streamed, 'the results are the same again');
 
 $node->stop;
 stop_broker($broker);
