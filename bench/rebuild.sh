@@ -2,13 +2,13 @@
 # Rebuild benchmark: how fast anomstream.rebuild(from) replays, next to the first consumption
 # of the same input in the same run.
 #
-#   bench/rebuild.sh [CYCLES]          (default 200 five-second cycles; run as root or as the
+#   bench/rebuild.sh [CYCLES]          (default 120 five-second cycles; run as root or as the
 #                                       pg user; PG_CONFIG selects PostgreSQL)
 #
 # One throwaway server, one mock Kafka cluster (4 partitions per topic). The replayer produces
 # CYCLES cycles of generated rows (16 machines, the same world for both streams, Kafka
 # timestamps = event times) with no waiting (the mock keeps about 5 MB per partition: more
-# than about 250 cycles would drop the oldest messages, and the full rebuild is refused). Then:
+# than about 150 cycles would drop the oldest messages, and the full rebuild is refused). Then:
 #   baseline  the worker consumes that backlog for the first time (ingest + score + pipeline +
 #             keyed state), timed from the reload that gives it the brokers until every
 #             durable position reaches the end of its partition;
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 . scripts/lib.sh
-CYCLES=${1:-200}
+CYCLES=${1:-120}
 START_TS=1604231589
 WORK=$(mktemp -d /tmp/anomstream-bench-rebuild.XXXXXX)
 chmod 777 "$WORK"
@@ -40,7 +40,7 @@ throwaway_cluster_start "$WORK/pg" 55931 "anomstream.brokers = ''
 anomstream.max_batch_rows = 10000
 anomstream.trigger_interval = '250ms'
 anomstream.lateness = '5s'
-anomstream.new_attack_retention = '30min'
+anomstream.new_attack_retention = '2min'
 anomstream.max_future = '10s'
 anomstream.idle_timeout = '10min'
 shared_buffers = 256MB" || exit 1
