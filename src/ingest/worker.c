@@ -287,6 +287,17 @@ anomstream_worker_main(Datum arg)
 			wait_ms(EXTENSION_WAIT_MS);
 			continue;
 		}
+		/* ops: a library of another schema version consumes nothing (checked once a second) */
+		if (!need_setup && !ops_schema_version_ok(false))
+		{
+			if (ready)
+			{
+				batch_reset(ready);	/* collected, not committed: read again after the update */
+				ready = NULL;
+			}
+			teardown();
+			need_setup = true;
+		}
 		if (need_setup)
 		{
 			if (!setup())
@@ -416,6 +427,14 @@ setup(void)
 		proc_exit(1);
 	}
 	known_extension = ext;
+
+	/* ops: the tables must have the shape this library writes */
+	if (!ops_schema_version_ok(true))
+	{
+		anomstream_set_state(WORKER_SCHEMA_MISMATCH, NULL);
+		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
 
 	/* ops: a restored copy consumes nothing until anomstream.claim() */
 	if (!ops_claim_ok())
