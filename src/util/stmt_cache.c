@@ -11,7 +11,8 @@
  * changed schema.
  *
  * Invariants: callers pass statements whose text does not embed values (values go in as
- * parameters), so the number of entries is bounded by the number of call sites; entries and
+ * parameters), so the number of entries is bounded by the number of call sites (and, as a
+ * guard, by STMT_MAX: further statements run unprepared); entries and
  * plans live in TopMemoryContext / CacheMemoryContext for the life of the process; a
  * statement that fails to prepare is not cached. SPI must be connected.
  *
@@ -26,6 +27,7 @@
 #include "util/stmt_cache.h"
 
 #define STMT_BUCKETS 64
+#define STMT_MAX 512				/* beyond this, statements run unprepared */
 
 typedef struct CachedStmt
 {
@@ -38,9 +40,10 @@ typedef struct CachedStmt
 } CachedStmt;
 
 static CachedStmt *buckets[STMT_BUCKETS];
+static int	nstmts = 0;
 
 /*
- * The saved plan of a statement, prepared on first use.
+ * The saved plan of a statement, prepared on first use; NULL when the cache is full.
  */
 static SPIPlanPtr
 stmt_plan(const char *sql, int nargs, Oid *types)
@@ -54,6 +57,8 @@ stmt_plan(const char *sql, int nargs, Oid *types)
 		if (e->hash == h && e->nargs == nargs && strcmp(e->sql, sql) == 0 &&
 			(nargs == 0 || memcmp(e->types, types, sizeof(Oid) * nargs) == 0))
 			return e->plan;
+	if (nstmts >= STMT_MAX)
+		return NULL;
 
 	plan = SPI_prepare(sql, nargs, types);
 	if (plan == NULL)
@@ -73,6 +78,7 @@ stmt_plan(const char *sql, int nargs, Oid *types)
 	e->plan = plan;
 	e->next = buckets[h % STMT_BUCKETS];
 	buckets[h % STMT_BUCKETS] = e;
+	nstmts++;
 	MemoryContextSwitchTo(old);
 	return plan;
 }
@@ -85,7 +91,9 @@ uint64
 stmt_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 		  int expect)
 {
-	int			rc = SPI_execute_plan(stmt_plan(sql, nargs, types), values, nulls, false, 0);
+	SPIPlanPtr	plan = stmt_plan(sql, nargs, types);
+	int			rc = plan ? SPI_execute_plan(plan, values, nulls, false, 0)
+		: SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expect)
 		elog(ERROR, "anomstream: statement failed (%s): %s", SPI_result_code_string(rc), sql);
