@@ -213,6 +213,9 @@ common_window_start(TimestampTz from, int64 w_new, int64 w_old)
 	return r;
 }
 
+/*
+ * A timestamptz as text, for messages.
+ */
 static Datum
 ts_text(TimestampTz t)
 {
@@ -420,13 +423,12 @@ next_request(TimestampTz *from)
 {
 	bool		isnull;
 
-	if (SPI_execute("SELECT id, from_time FROM anomstream.rebuild_requests"
-					" WHERE status = 'requested' ORDER BY id LIMIT 1 FOR UPDATE", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "anomstream: cannot read anomstream.rebuild_requests");
-	if (SPI_processed == 0)
+	if (pl_exec("SELECT id, from_time FROM anomstream.rebuild_requests"
+				" WHERE status = 'requested' ORDER BY id LIMIT 1 FOR UPDATE",
+				0, NULL, NULL, NULL, SPI_OK_SELECT) == 0)
 		return 0;
-	*from = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*from = DatumGetTimestampTz(pl_get(0, 2, &isnull));
+	return DatumGetInt64(pl_get(0, 1, &isnull));
 }
 
 /*
@@ -444,6 +446,10 @@ refuse(int64 id, const char *msg)
 	ereport(LOG, (errmsg("anomstream: rebuild request " INT64_FORMAT " refused: %s", id, msg)));
 }
 
+/*
+ * Publish whether a rebuild replays (status shows 'rebuilding'; the micro-batches look at
+ * the replay positions only then).
+ */
 static void
 set_rebuilding(bool on)
 {
