@@ -67,10 +67,19 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'Create it first: CREATE EXTENSION postgres_fdw; CREATE SERVER ... FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host ''...'', port ''...'', dbname ''...''); CREATE USER MAPPING FOR ... SERVER ... OPTIONS (user ''...'', password ''...'');';
 	END IF;
-	EXECUTE 'CREATE SCHEMA IF NOT EXISTS anomstream_scaleout';
-	EXECUTE 'GRANT USAGE ON SCHEMA anomstream_scaleout TO anomstream_reader, anomstream_admin';
-	EXECUTE 'CREATE TABLE IF NOT EXISTS anomstream_scaleout.servers ('
-			'server name PRIMARY KEY, attached_at timestamptz NOT NULL DEFAULT pg_catalog.now())';
+	IF pg_catalog.to_regnamespace('anomstream_scaleout') IS NULL THEN
+		EXECUTE 'CREATE SCHEMA anomstream_scaleout';
+		EXECUTE 'GRANT USAGE ON SCHEMA anomstream_scaleout TO anomstream_reader, anomstream_admin';
+	END IF;
+	IF pg_catalog.to_regclass('anomstream_scaleout.servers') IS NULL THEN
+		EXECUTE 'CREATE TABLE anomstream_scaleout.servers (server name PRIMARY KEY, '
+				'attached_at timestamptz NOT NULL DEFAULT pg_catalog.now())';
+	END IF;
+	-- attached again (e.g. after an extension update added columns): take the server out
+	-- of the views first, so its foreign tables can be replaced without touching the views
+	EXECUTE pg_catalog.format('DELETE FROM anomstream_scaleout.servers v '
+							  'WHERE v.server OPERATOR(pg_catalog.=) %L', server);
+	PERFORM anomstream.scaleout_refresh();
 	FOREACH t IN ARRAY ARRAY['potential_attacks', 'detected_attacks'] LOOP
 		-- the remote table has this server's columns: every server runs the same version
 		SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname,
@@ -80,8 +89,11 @@ BEGIN
 		  FROM pg_catalog.pg_attribute a
 		 WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.format('anomstream.%I', t)::pg_catalog.regclass
 		   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
-		EXECUTE pg_catalog.format('DROP FOREIGN TABLE IF EXISTS anomstream_scaleout.%I CASCADE',
-								  server OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) t);
+		IF pg_catalog.to_regclass(pg_catalog.format('anomstream_scaleout.%I',
+				server OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) t)) IS NOT NULL THEN
+			EXECUTE pg_catalog.format('DROP FOREIGN TABLE anomstream_scaleout.%I',
+									  server OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) t);
+		END IF;
 		EXECUTE pg_catalog.format(
 			'CREATE FOREIGN TABLE anomstream_scaleout.%I (%s) SERVER %I '
 			'OPTIONS (schema_name %L, table_name %L)',
@@ -101,11 +113,16 @@ CREATE FUNCTION anomstream.scaleout_detach(server name) RETURNS void
 AS $fn$
 DECLARE
 	t text;
+	n bigint;
 BEGIN
 	IF pg_catalog.to_regclass('anomstream_scaleout.servers') IS NULL THEN
 		RAISE EXCEPTION 'server "%" is not attached', server USING ERRCODE = 'undefined_object';
 	END IF;
 	EXECUTE pg_catalog.format('DELETE FROM anomstream_scaleout.servers v WHERE v.server OPERATOR(pg_catalog.=) %L', server);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n OPERATOR(pg_catalog.=) 0 THEN
+		RAISE EXCEPTION 'server "%" is not attached', server USING ERRCODE = 'undefined_object';
+	END IF;
 	PERFORM anomstream.scaleout_refresh();
 	FOREACH t IN ARRAY ARRAY['potential_attacks', 'detected_attacks'] LOOP
 		EXECUTE pg_catalog.format('DROP FOREIGN TABLE IF EXISTS anomstream_scaleout.%I',
