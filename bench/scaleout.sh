@@ -20,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. scripts/lib.sh
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 BIN=$("$PG_CONFIG" --bindir)
 ROWS=${ROWS:-200000}
@@ -37,16 +38,13 @@ cleanup() {
 	for n in "${NODES[@]}"; do
 		"$BIN/pg_ctl" -D "$OUT/$n/data" -m fast -w stop >/dev/null 2>&1 || true
 	done
-	[ -s "$OUT/broker.pid" ] && kill "$(cat "$OUT/broker.pid")" 2>/dev/null || true
+	mock_broker_stop
 }
 trap cleanup EXIT
 
 "$T/anomstream-generate" --stream process --rows 20000 --machines 4-19 --seed 7 -o "$OUT/p.csv"
 "$T/anomstream-generate" --stream memory --rows 20000 --machines 4-19 --seed 7 -o "$OUT/m.csv"
-"$T/anomstream-mockbroker" --no-stdin --partitions 8 --bootstrap-file "$OUT/boot" \
-	--pidfile "$OUT/broker.pid" >/dev/null 2>"$OUT/broker.log" &
-for _ in $(seq 1 100); do [ -s "$OUT/boot" ] && break; sleep 0.1; done
-BOOT=$(cat "$OUT/boot")
+mock_broker_start "$OUT" 8
 "$T/anomstream-replay" --brokers "$BOOT" --process "$OUT/p.csv" --memory "$OUT/m.csv" \
 	--rate 0 --max-rows "$ROWS" --log "$OUT/replay.log" -q
 ROWS=$(grep -c -v -e '^#' -e '^BAD' "$OUT/replay.log")
@@ -54,31 +52,22 @@ ROWS=$(grep -c -v -e '^#' -e '^BAD' "$OUT/replay.log")
 psql_n() { # psql_n NODE SQL...
 	local n=$1
 	shift
-	"$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT/$n" -p "$(cat "$OUT/$n/port")" -d postgres "$@"
+	"$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT/$n" -p "$(cat "$OUT/$n.port")" -U postgres -d postgres "$@"
 }
 
-# start_node NAME "extra postgresql.conf lines": a fresh cluster, worker idle (no brokers)
+# start_node NAME "extra postgresql.conf lines": a fresh cluster (scripts/lib.sh), worker
+# idle (no brokers)
 start_node() {
 	local n=$1
 	PORT=$((PORT + 1))
-	mkdir -p "$OUT/$n"
-	echo "$PORT" >"$OUT/$n/port"
-	"$BIN/initdb" -D "$OUT/$n/data" -A trust >/dev/null
-	cat >>"$OUT/$n/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'anomstream'
-anomstream.database = 'postgres'
-anomstream.brokers = ''
+	echo "$PORT" >"$OUT/$n.port"
+	throwaway_cluster_start "$OUT/$n" "$PORT" "anomstream.brokers = ''
 anomstream.max_batch_rows = 10000
 anomstream.trigger_interval = '250ms'
 anomstream.poll_timeout = '50ms'
-port = $PORT
-unix_socket_directories = '$OUT/$n'
-listen_addresses = ''
 shared_buffers = 128MB
 max_wal_size = 2GB
-$2
-CONF
-	"$BIN/pg_ctl" -D "$OUT/$n/data" -l "$OUT/$n/server.log" -w start >/dev/null
+$2" || exit 1
 	NODES+=("$n")
 	psql_n "$n" -c "CREATE EXTENSION anomstream"
 }
