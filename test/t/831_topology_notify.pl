@@ -14,7 +14,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 my %sem = (lateness => '5s', window => '2min', new_attack_retention => '6min',
-	join_bound => '30s', idle_timeout => '5s');
+	join_bound => '30s', idle_timeout => '6s');
 my $broker = start_broker(partitions => 4);
 my ($pcsv, $mcsv) = generated_csvs(rows => 3000, seed => 7);
 my $node = new_node('notify', $broker->{bootstrap}, pipeline_settings(%sem) . qq{
@@ -32,7 +32,10 @@ ok(wait_ingested($node), 'all rows arrived');
 
 # Then process rows 1000 s later, at once: the memory partitions now hold W back until
 # they are idle (idle_timeout after their last data, no message arrives), and the idle tick
-# that notices it moves W and closes the windows of the first replay (batch_id 0).
+# that notices it moves W and closes the windows of the first replay (batch_id 0). The
+# 2 s pause puts the memory partitions' idle moment (6 s after their last data) well before
+# the process partitions' (6 s after these rows), and these rows well inside the 6 s.
+sleep 2;
 my $log2 = replay($broker->{bootstrap}, '--process', $pcsv, '--speedup', '0', '--cycles', '2',
 	'--start-ts', '1604232589', '--seed', '4');
 load_log($node, $log2);
