@@ -840,6 +840,7 @@ commit_batch(Batch *b)
 	TimestampTz start = GetCurrentTimestamp();
 	int64		batch_id;
 	double		ms;
+	StagedSlots staged[DECODE_NSTREAMS];
 
 	absorb_batch(b);
 	for (int i = 0; i < nparts; i++)
@@ -861,11 +862,11 @@ commit_batch(Batch *b)
 		MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
 		for (int s = 0; s < DECODE_NSTREAMS; s++)
-			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
+			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id, &staged[s]);
 		MemoryContextSwitchTo(old);
 	}
 	positions_summarize_staging();
-	pipeline_process_batch(batch_id, parts, nparts);	/* windows, join, late rows */
+	pipeline_process_batch(batch_id, parts, nparts, staged);	/* windows, join, late rows */
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
