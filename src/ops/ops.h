@@ -10,7 +10,8 @@
  *	- ops_claim_ok() in setup() before Kafka is opened (outside any transaction);
  *	- ops_claim_verify() inside every micro-batch transaction, SPI connected;
  *	- ops_apply_retention() inside run_retention()'s transaction, SPI connected;
- *	- ops_check_partition_counts() when the topics' partition counts are known;
+ *	- ops_check_partition_counts() from kafka_list_partitions() (src/ingest/consumer.c),
+ *	  when anomstream.partitions is set and the topics' partition counts differ;
  *	- ops_schema_version_ok() in setup() and at the top of every loop iteration (outside any
  *	  transaction).
  *
