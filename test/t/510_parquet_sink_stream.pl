@@ -20,14 +20,13 @@ use AnomstreamTest;
 use Digest::SHA;
 use IPC::Run;
 use PipelineTest;
+use SinkTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep);
 
 my $srcdir = '.';
-die "test/parquet/node_modules is missing: run npm ci --prefix test/parquet (scripts/lib.sh does)\n"
-  unless -d "$srcdir/test/parquet/node_modules";
 my $expected_sql = slurp_file("$srcdir/test/parquet/expected.sql");
 
 my $seed = $ENV{ANOMSTREAM_CRASH_SEED} // time();
@@ -122,60 +121,12 @@ is($node->safe_psql('postgres', q{
 	                           WHERE m.sink = sp.sink AND coalesce(m.kafka_partition, -1) = sp.kafka_partition)
 }), '0', 'the committed positions are at or past the last parts\' ends');
 
-# The directory against the manifest.
-sub dir_files
-{
-	opendir my $dh, $dir or die $!;
-	my @f = sort grep { !/^\.\.?$/ } readdir $dh;
-	closedir $dh;
-	return @f;
-}
-my @files = dir_files();
-is(join(',', grep { /inprogress/ } @files), '', 'no in-progress file is left');
-my %manifest = map { my @f = split /\|/; ($f[0] => { bytes => $f[1], sha => $f[2] }) }
-  split /\n/, $node->safe_psql('postgres',
-	"SELECT file, bytes, checksum FROM anomstream.sink_manifest WHERE directory = '$dir'");
-is(join(',', @files), join(',', sort keys %manifest), 'the directory holds exactly the manifest\'s files');
-my $bad = 0;
-for my $f (@files)
-{
-	next unless $manifest{$f};
-	my $sha = Digest::SHA->new(256)->addfile("$dir/$f")->hexdigest;
-	$bad++ if $sha ne $manifest{$f}{sha} || -s "$dir/$f" != $manifest{$f}{bytes};
-}
-is($bad, 0, 'sizes and SHA-256 checksums match the manifest');
-
-# Every input row exactly once across the part files (DuckDB reads the union).
-sub union_keys
-{
-	my ($glob, $cols, $table) = @_;
-	my $tsv = "$work/$table.tsv";
-	my ($o, $e) = ('', '');
-	IPC::Run::run([ 'node', "$srcdir/test/parquet/union_keys.mjs", "$dir/$glob", $cols, $tsv ],
-		'>', \$o, '2>', \$e)
-	  or die "union_keys failed: $e";
-	chmod 0644, $tsv;
-	$node->safe_psql('postgres', "CREATE TABLE $table AS SELECT $cols FROM anomstream.detected_attacks WITH NO DATA")
-	  if $table eq 'f_detected';
-	$node->safe_psql('postgres',
-		"CREATE TABLE $table (kafka_partition int, kafka_offset bigint, row_index int)")
-	  unless $table eq 'f_detected';
-	$node->safe_psql('postgres', "COPY $table FROM '$tsv' (FORMAT csv, DELIMITER E'\\t')");
-}
-chmod 0755, $work;
-union_keys('process-*.parquet', 'kafka_partition, kafka_offset, row_index', 'f_process');
-union_keys('memory-*.parquet', 'kafka_partition, kafka_offset, row_index', 'f_memory');
+# The directory against the manifest; every input row exactly once across the part files.
+my @files = sink_files($dir);
+my %manifest = %{ check_directory($node, $dir) };
+check_exactly_once($node, $dir);
 my $dkey = 'p_kafka_partition, p_kafka_offset, p_row_index, m_kafka_partition, m_kafka_offset, m_row_index';
-union_keys('detected-*.parquet', $dkey, 'f_detected');
-for my $s ('process', 'memory')
-{
-	for my $case ([ 'missing', "SELECT kafka_partition, kafka_offset, row_index FROM t_exp_$s", "SELECT * FROM f_$s" ],
-		[ 'extra or twice', "SELECT * FROM f_$s", "SELECT kafka_partition, kafka_offset, row_index FROM t_exp_$s" ])
-	{
-		is($node->safe_psql('postgres', "SELECT count(*) FROM ($case->[1] EXCEPT ALL $case->[2]) d"),
-			'0', "$s rows in the part files: none $case->[0]");
-	}
-}
+load_union($node, $dir, 'detected-*.parquet', $dkey, 'anomstream.detected_attacks', 'f_detected');
 my $pairs = $node->safe_psql('postgres', 'SELECT count(*) FROM anomstream.detected_attacks');
 cmp_ok($pairs, '>', 10, "pairs were detected ($pairs)");
 is($node->safe_psql('postgres', "SELECT count(*) FROM ((SELECT $dkey FROM anomstream.detected_attacks EXCEPT ALL SELECT * FROM f_detected) UNION ALL (SELECT * FROM f_detected EXCEPT ALL SELECT $dkey FROM anomstream.detected_attacks)) d"),
