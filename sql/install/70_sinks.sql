@@ -19,23 +19,23 @@ CREATE TABLE anomstream.sinks (
 COMMENT ON TABLE anomstream.sinks IS
 	'Parquet sinks that are on, with the server directory they write to; written only by anomstream.set_sink().';
 
--- Per sink and partition (kafka_partition -1: the detected sink, whose positions are batch
--- ids): rows before next_position are in committed part files; the open part covers
+-- Per sink and topic/partition (topic '' and kafka_partition -1: the detected sink, whose
+-- positions are batch ids): rows before next_position are in committed part files; the open part covers
 -- [next_position, end_position) and holds open_rows rows (recovered from Kafka into staging
 -- after a crash: staging retention and staging_low never pass next_position).
 CREATE TABLE anomstream.sink_positions (
 	sink			text NOT NULL,
+	topic			text NOT NULL,
 	kafka_partition	int NOT NULL,
-	topic			text,
 	next_position	bigint NOT NULL,
 	end_position	bigint NOT NULL,
 	open_rows		bigint NOT NULL DEFAULT 0,
 	open_since		timestamptz,
-	PRIMARY KEY (sink, kafka_partition),
+	PRIMARY KEY (sink, topic, kafka_partition),
 	CHECK (next_position <= end_position)
 );
 COMMENT ON TABLE anomstream.sink_positions IS
-	'Per sink and Kafka partition (-1: detected sink, positions are batch ids): rows before next_position are in committed part files; the open part covers [next_position, end_position).';
+	'Per sink and Kafka topic/partition (topic '''' and partition -1: the detected sink, positions are batch ids): rows before next_position are in committed part files; the open part covers [next_position, end_position).';
 
 -- One row per committed part file.
 CREATE TABLE anomstream.sink_manifest (

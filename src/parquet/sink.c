@@ -124,21 +124,20 @@ take_over_stream(DecodeStream stream, int64 batch_id, PartState *parts, int npar
 				   "c AS (SELECT b.topic, b.kafka_partition, b.last_offset, "
 				   "             GREATEST(b.durable_offset, b.first_offset, sp.end_position) AS from_offset "
 				   "      FROM b LEFT JOIN anomstream.sink_positions sp "
-				   "        ON sp.sink = $7 AND sp.kafka_partition = b.kafka_partition), "
+				   "        ON sp.sink = $7 AND sp.topic = b.topic AND sp.kafka_partition = b.kafka_partition), "
 				   "n AS (SELECT e.kafka_partition, count(*) AS rows FROM anomstream.%s e "
 				   "      JOIN c ON c.kafka_partition = e.kafka_partition "
 				   "      WHERE e.batch_id = $6 AND e.kafka_offset >= c.from_offset "
 				   "      GROUP BY e.kafka_partition) "
 				   "INSERT INTO anomstream.sink_positions AS sp "
-				   "  (sink, kafka_partition, topic, next_position, end_position, open_rows, open_since) "
-				   "SELECT $7, c.kafka_partition, c.topic, "
+				   "  (sink, topic, kafka_partition, next_position, end_position, open_rows, open_since) "
+				   "SELECT $7, c.topic, c.kafka_partition, "
 				   "       CASE WHEN COALESCE(n.rows, 0) = 0 THEN c.last_offset + 1 ELSE c.from_offset END, "
 				   "       c.last_offset + 1, COALESCE(n.rows, 0), "
 				   "       CASE WHEN n.rows > 0 THEN pg_catalog.now() END "
 				   "FROM c LEFT JOIN n ON n.kafka_partition = c.kafka_partition "
 				   "WHERE c.last_offset + 1 > c.from_offset "
-				   "ON CONFLICT (sink, kafka_partition) DO UPDATE SET "
-				   "  topic = excluded.topic, "
+				   "ON CONFLICT (sink, topic, kafka_partition) DO UPDATE SET "
 				   "  end_position = excluded.end_position, "
 				   "  open_rows = sp.open_rows + excluded.open_rows, "
 				   "  next_position = CASE WHEN sp.open_rows + excluded.open_rows = 0 "
@@ -164,11 +163,11 @@ take_over_detected(int64 batch_id)
 	run("WITH c AS (SELECT pg_catalog.count(*) AS rows FROM anomstream.detected_attacks "
 		"           WHERE batch_id = $1) "
 		"INSERT INTO anomstream.sink_positions AS sp "
-		"  (sink, kafka_partition, topic, next_position, end_position, open_rows, open_since) "
-		"SELECT 'detected', -1, NULL, $1, $1 + 1, c.rows, "
+		"  (sink, topic, kafka_partition, next_position, end_position, open_rows, open_since) "
+		"SELECT 'detected', '', -1, $1, $1 + 1, c.rows, "
 		"       CASE WHEN c.rows > 0 THEN pg_catalog.now() END "
 		"FROM c "
-		"ON CONFLICT (sink, kafka_partition) DO UPDATE SET "
+		"ON CONFLICT (sink, topic, kafka_partition) DO UPDATE SET "
 		"  end_position = GREATEST(sp.end_position, excluded.end_position), "
 		"  open_rows = sp.open_rows + excluded.open_rows, "
 		"  open_since = COALESCE(sp.open_since, excluded.open_since)",
@@ -285,13 +284,15 @@ roll(void)
 		TupleDesc	desc = due->tupdesc;
 		bool		isnull;
 		SinkPart	part;
+		char	   *topic;
 		int64		end;
-		Oid			utypes[2] = {TEXTOID, INT4OID};
-		Datum		uvalues[2];
+		Oid			utypes[3] = {TEXTOID, TEXTOID, INT4OID};
+		Datum		uvalues[3];
 
 		part.sink = SPI_getvalue(tup, desc, 1);
 		part.directory = SPI_getvalue(tup, desc, 2);
-		part.topic = SPI_getvalue(tup, desc, 3);
+		topic = SPI_getvalue(tup, desc, 3); /* "" for detected */
+		part.topic = topic;
 		part.partition = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		part.first = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 		end = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
@@ -299,16 +300,21 @@ roll(void)
 		part.expected_rows = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 
 		if (strcmp(part.sink, "detected") == 0)
+		{
+			part.topic = NULL;
 			roll_detected_part(&part, end);
+		}
 		else
 			roll_stream_part(strcmp(part.sink, "process") == 0 ? STREAM_PROCESS : STREAM_MEMORY,
 							 &part, end);
 
 		uvalues[0] = CStringGetTextDatum(part.sink);
-		uvalues[1] = Int32GetDatum(part.partition);
+		uvalues[1] = CStringGetTextDatum(topic);
+		uvalues[2] = Int32GetDatum(part.partition);
 		run("UPDATE anomstream.sink_positions "
 			"SET next_position = end_position, open_rows = 0, open_since = NULL "
-			"WHERE sink = $1 AND kafka_partition = $2", 2, utypes, uvalues, NULL, SPI_OK_UPDATE);
+			"WHERE sink = $1 AND topic = $2 AND kafka_partition = $3",
+			3, utypes, uvalues, NULL, SPI_OK_UPDATE);
 	}
 	SPI_freetuptable(due);
 }
