@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 BIN=$("$PG_CONFIG" --bindir)
-ROWS=${ROWS:-200000}
+ROWS=${ROWS:-120000}
 RUNS=${RUNS:-3}
 ROLL_ROWS=${ROLL_ROWS:-10000}
 PORT=${PORT:-54351}
@@ -61,50 +61,7 @@ trap cleanup EXIT
 PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT" -p "$PORT" -d postgres)
 "${PSQL[@]}" -c "CREATE EXTENSION anomstream"
 
-staged() {
-	"${PSQL[@]}" -c "SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)"
-}
-
-worker_cpu() {
-	local pid
-	pid=$("${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomstream worker'")
-	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat"
-}
-
-# Consume topics $1,$2 (already produced); prints "rows/s rows-per-worker-CPU-second".
-consume() {
-	local target first cpu0 cpu1 rate
-	cpu0=$(worker_cpu)
-	target=$(($(staged) + ROWS))
-	first=$("${PSQL[@]}" -c "SELECT coalesce(max(batch_id), 0) FROM anomstream.pipeline_batches")
-	"${PSQL[@]}" -c "ALTER SYSTEM SET anomstream.topics = '$1,$2'" \
-		-c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
-	for _ in $(seq 1 1200); do
-		[ "$(staged)" -ge "$target" ] && break
-		sleep 0.25
-	done
-	[ "$(staged)" -ge "$target" ] || { echo "consumption of $1,$2 did not finish" >&2; exit 1; }
-	cpu1=$(worker_cpu)
-	rate=$("${PSQL[@]}" -c "
-		WITH b AS (SELECT * FROM anomstream.pipeline_batches WHERE batch_id > $first)
-		SELECT round((SELECT sum(rows) FROM b WHERE batch_id < (SELECT max(batch_id) FROM b))
-			   / extract(epoch FROM max(processed_at) - min(processed_at)))
-		FROM b")
-	echo "$rate $(awk -v r="$ROWS" -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%d", r / (b - a) }')"
-}
-
-produce() {
-	"$T/anomstream-replay" --brokers "$BOOT" --process "$OUT/p.csv" --memory "$OUT/m.csv" \
-		--process-topic "$1" --memory-topic "$2" --rate 0 --max-rows "$ROWS" -q
-}
-
-# Each round uses fresh topics whose offsets start at 0 again: clear results and state, as
-# anomstream.rebuild() would, and give the sinks a fresh directory (part names carry offsets).
-reset_results() {
-	"${PSQL[@]}" -c "TRUNCATE anomstream.detected_attacks, anomstream.potential_attacks,
-		anomstream.join_process, anomstream.join_memory, anomstream.window_keys;
-		UPDATE anomstream.pipeline_state SET held_process = 0, held_memory = 0, held_keys = 0"
-}
+. "$ROOT/bench/backlog.sh"
 
 sinks() {
 	for s in process memory detected; do

@@ -35,24 +35,14 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "guc.h"
 #include "ingest/staging.h"
 #include "parquet/sink.h"
+#include "pipeline/pipeline_int.h"	/* pl_exec, pl_array */
 
 static const char *const stream_sinks[DECODE_NSTREAMS] = {"process", "memory"};
-
-/*
- * Run a statement with arguments, failing loudly on anything but the expected result.
- */
-static void
-run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "anomstream: SPI_execute failed (%d): %s", rc, sql);
-}
 
 /*
  * Which sinks are on: on[0..2] for process, memory, detected.
@@ -63,7 +53,7 @@ sinks_enabled(bool *on)
 	bool		any = false;
 
 	on[0] = on[1] = on[2] = false;
-	run("SELECT name FROM anomstream.sinks", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	pl_exec("SELECT name FROM anomstream.sinks", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -90,6 +80,7 @@ take_over_stream(DecodeStream stream, int64 batch_id, PartState *parts, int npar
 	Datum	   *lasts = palloc(sizeof(Datum) * Max(nparts, 1));
 	Datum	   *durables = palloc(sizeof(Datum) * Max(nparts, 1));
 	int			n = 0;
+	int			nestlevel;
 	char	   *sql;
 
 	for (int i = 0; i < nparts; i++)
@@ -107,17 +98,19 @@ take_over_stream(DecodeStream stream, int64 batch_id, PartState *parts, int npar
 	}
 	if (n == 0)
 		return;
-	values[0] = PointerGetDatum(construct_array(topics, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(partitions, n, INT4OID, 4, true, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(firsts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[3] = PointerGetDatum(construct_array(lasts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[4] = PointerGetDatum(construct_array(durables, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[0] = pl_array(topics, NULL, n, TEXTOID);
+	values[1] = pl_array(partitions, NULL, n, INT4OID);
+	values[2] = pl_array(firsts, NULL, n, INT8OID);
+	values[3] = pl_array(lasts, NULL, n, INT8OID);
+	values[4] = pl_array(durables, NULL, n, INT8OID);
 	values[5] = Int64GetDatum(batch_id);
 	values[6] = CStringGetTextDatum(stream_sinks[stream]);
 
 	/*
 	 * from_offset: the first offset this sink has not taken over yet. Rows of the batch at or
-	 * after it join the open part; an open part without rows moves its start along.
+	 * after it join the open part; an open part without rows moves its start along. The
+	 * batch's rows are counted on their own first (e: the BRIN index on batch_id), so the
+	 * join never tempts the planner into scanning all of staging.
 	 */
 	sql = psprintf("WITH b AS (SELECT * FROM unnest($1, $2, $3, $4, $5) "
 				   "             AS b(topic, kafka_partition, first_offset, last_offset, durable_offset)), "
@@ -125,10 +118,11 @@ take_over_stream(DecodeStream stream, int64 batch_id, PartState *parts, int npar
 				   "             GREATEST(b.durable_offset, b.first_offset, sp.end_position) AS from_offset "
 				   "      FROM b LEFT JOIN anomstream.sink_positions sp "
 				   "        ON sp.sink = $7 AND sp.topic = b.topic AND sp.kafka_partition = b.kafka_partition), "
-				   "n AS (SELECT e.kafka_partition, count(*) AS rows FROM anomstream.%s e "
+				   "e AS MATERIALIZED (SELECT kafka_partition, kafka_offset, count(*) AS rows "
+				   "      FROM anomstream.%s WHERE batch_id = $6 GROUP BY 1, 2), "
+				   "n AS (SELECT e.kafka_partition, sum(e.rows) AS rows FROM e "
 				   "      JOIN c ON c.kafka_partition = e.kafka_partition "
-				   "      WHERE e.batch_id = $6 AND e.kafka_offset >= c.from_offset "
-				   "      GROUP BY e.kafka_partition) "
+				   "      WHERE e.kafka_offset >= c.from_offset GROUP BY e.kafka_partition) "
 				   "INSERT INTO anomstream.sink_positions AS sp "
 				   "  (sink, topic, kafka_partition, next_position, end_position, open_rows, open_since) "
 				   "SELECT $7, c.topic, c.kafka_partition, "
@@ -145,7 +139,11 @@ take_over_stream(DecodeStream stream, int64 batch_id, PartState *parts, int npar
 				   "  open_since = CASE WHEN sp.open_rows + excluded.open_rows = 0 THEN NULL "
 				   "                ELSE COALESCE(sp.open_since, excluded.open_since) END",
 				   staging_table_name(stream));
-	run(sql, 7, types, values, NULL, SPI_OK_INSERT);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);	/* see sink_write_part */
+	pl_exec(sql, 7, types, values, NULL, SPI_OK_INSERT);
+	AtEOXact_GUC(true, nestlevel);
 	pfree(sql);
 }
 
@@ -160,7 +158,7 @@ take_over_detected(int64 batch_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(batch_id)};
 
-	run("WITH c AS (SELECT pg_catalog.count(*) AS rows FROM anomstream.detected_attacks "
+	pl_exec("WITH c AS (SELECT pg_catalog.count(*) AS rows FROM anomstream.detected_attacks "
 		"           WHERE batch_id = $1) "
 		"INSERT INTO anomstream.sink_positions AS sp "
 		"  (sink, topic, kafka_partition, next_position, end_position, open_rows, open_since) "
@@ -187,7 +185,7 @@ stream_columns(DecodeStream stream)
 	Datum		d;
 
 	values[0] = CStringGetTextDatum(psprintf("anomstream.%s", staging_table_name(stream)));
-	run("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) "
+	pl_exec("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) "
 		"FROM pg_catalog.pg_attribute a "
 		"WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped "
 		"  AND a.attname <> 'batch_id'", 1, types, values, NULL, SPI_OK_SELECT);
@@ -216,7 +214,7 @@ roll_stream_part(DecodeStream stream, SinkPart *part, int64 end)
 	rvalues[1] = Int32GetDatum(part->partition);
 	rvalues[2] = Int64GetDatum(part->first);
 	rvalues[3] = Int64GetDatum(end);
-	run("SELECT min(batch_id), max(batch_id) FROM anomstream.batch_ranges "
+	pl_exec("SELECT min(batch_id), max(batch_id) FROM anomstream.batch_ranges "
 		"WHERE topic = $1 AND kafka_partition = $2 AND last_offset >= $3 AND first_offset < $4",
 		4, rtypes, rvalues, NULL, SPI_OK_SELECT);
 	qvalues[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull1);
@@ -265,7 +263,7 @@ roll(void)
 	SPITupleTable *due;
 	uint64		ndue;
 
-	run("SELECT sp.sink, s.directory, sp.topic, sp.kafka_partition, sp.next_position, "
+	pl_exec("SELECT sp.sink, s.directory, sp.topic, sp.kafka_partition, sp.next_position, "
 		"       sp.end_position, sp.open_rows "
 		"FROM anomstream.sink_positions sp JOIN anomstream.sinks s ON s.name = sp.sink "
 		"LEFT JOIN anomstream.staged_positions st "
@@ -311,7 +309,7 @@ roll(void)
 		uvalues[0] = CStringGetTextDatum(part.sink);
 		uvalues[1] = CStringGetTextDatum(topic);
 		uvalues[2] = Int32GetDatum(part.partition);
-		run("UPDATE anomstream.sink_positions "
+		pl_exec("UPDATE anomstream.sink_positions "
 			"SET next_position = end_position, open_rows = 0, open_since = NULL "
 			"WHERE sink = $1 AND topic = $2 AND kafka_partition = $3",
 			3, utypes, uvalues, NULL, SPI_OK_UPDATE);
@@ -362,7 +360,7 @@ sinks_retention_cut(int64 cut)
 	bool		isnull;
 	Datum		d;
 
-	run("SELECT min(r.batch_id) FROM anomstream.batch_ranges r "
+	pl_exec("SELECT min(r.batch_id) FROM anomstream.batch_ranges r "
 		"JOIN anomstream.sink_positions sp "
 		"  ON sp.topic = r.topic AND sp.kafka_partition = r.kafka_partition "
 		"JOIN anomstream.sinks s ON s.name = sp.sink "
@@ -381,7 +379,7 @@ sinks_retention_cut(int64 cut)
 void
 sinks_hold_staging_low(void)
 {
-	run("UPDATE anomstream.positions p SET staging_low = sp.next_position "
+	pl_exec("UPDATE anomstream.positions p SET staging_low = sp.next_position "
 		"FROM anomstream.sink_positions sp JOIN anomstream.sinks s ON s.name = sp.sink "
 		"WHERE sp.topic = p.topic AND sp.kafka_partition = p.kafka_partition "
 		"  AND sp.next_position < p.staging_low",

@@ -35,9 +35,11 @@
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/portal.h"
 
+#include "parquet/copy.h"
 #include "parquet/format.h"
 #include "parquet/sink.h"
 #include "parquet/writer.h"
@@ -128,30 +130,11 @@ static void
 part_write(void *arg, const void *data, size_t len)
 {
 	PartOutput *out = (PartOutput *) arg;
-	const char *p = data;
 
 	if (pg_cryptohash_update(out->hash, (const uint8 *) data, len) < 0)
 		elog(ERROR, "anomstream: could not update the checksum of \"%s\"", out->path);
 	out->bytes += len;
-	while (len > 0)
-	{
-		ssize_t		n;
-
-		errno = 0;
-		n = write(out->fd, p, len);
-		if (n <= 0)
-		{
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (errno == 0)
-				errno = ENOSPC;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not write to file \"%s\": %m", out->path)));
-		}
-		p += n;
-		len -= n;
-	}
+	pq_write_fd(out->fd, out->path, data, len);
 }
 
 /*
@@ -186,6 +169,7 @@ sink_write_part(const SinkPart *part, const char *query, int nargs, Oid *types, 
 	PqWriterOptions wo = {PQ_CODEC_SNAPPY, 0, PQ_DEFAULT_ROW_GROUP_SIZE};
 	PqWriter   *writer;
 	Portal		portal;
+	int			nestlevel;
 	uint64		rows;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
@@ -204,8 +188,16 @@ sink_write_part(const SinkPart *part, const char *query, int nargs, Oid *types, 
 				 errhint("Check the directory of Parquet sink \"%s\" (anomstream.set_sink).",
 						 part->sink)));
 
+	/*
+	 * Not read-only: the cursor must see this transaction's staging rows. Planned without
+	 * sequential scans: staging has no statistics worth the name and only a BRIN index on
+	 * batch_id, and a part must cost what its rows cost, not what staging holds.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	portal = SPI_cursor_open_with_args(NULL, query, nargs, types, values, NULL, false, 0);
-	/* not read-only: the cursor must see this transaction's staging rows */
+	AtEOXact_GUC(true, nestlevel);
 	writer = pq_writer_create(cxt, portal->tupDesc, &wo, part_write, &out);
 	for (;;)
 	{

@@ -14,11 +14,20 @@ use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(sink_files load_union check_exactly_once check_directory);
+our @EXPORT = qw(sink_files load_union check_exactly_once check_directory immediate_restart);
 
 my $srcdir = '.';
 die "test/parquet/node_modules is missing: run npm ci --prefix test/parquet (scripts/lib.sh does)\n"
   unless -d "$srcdir/test/parquet/node_modules";
+
+# Stop the server in immediate mode (a crash for the unlogged tables) and start it again.
+sub immediate_restart
+{
+	my ($node) = @_;
+	$node->stop('immediate');
+	$node->start;
+	note 'immediate stop and start';
+}
 
 # The names in a sink directory, sorted.
 sub sink_files

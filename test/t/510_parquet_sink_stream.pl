@@ -68,15 +68,8 @@ SELECT anomstream.set_sink('detected', '$dir');});
 my ($replayer, $log, $r) = replay_bg($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '20', '--cycles', '80', '--start-ts', '1604231589', '--seed', '3');
 
-sub immediate
-{
-	$node->stop('immediate');
-	$node->start;
-	note 'immediate stop and start';
-}
-
 my $n = 0;
-for my $c (\&kill_worker, \&immediate, \&kill_backend, \&kill_worker)
+for my $c (\&kill_worker, \&immediate_restart, \&kill_backend, \&kill_worker)
 {
 	$node->poll_query_until('postgres',
 		"SELECT count(*) > 0 FROM anomstream.sink_manifest WHERE committed_at > now() - interval '1 min'")

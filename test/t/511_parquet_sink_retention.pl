@@ -36,16 +36,9 @@ SELECT anomstream.set_sink('memory', '$dir');});
 my ($replayer, $log, $r) = replay_bg($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '20', '--cycles', '60', '--start-ts', '1604231589', '--seed', '4');
 
-sub immediate
-{
-	$node->stop('immediate');
-	$node->start;
-	note 'immediate stop and start';
-}
-
 # Crash while parts are open and retention has run at least once.
 my $n = 0;
-for my $c (\&kill_worker, \&immediate)
+for my $c (\&kill_worker, \&immediate_restart)
 {
 	$node->poll_query_until('postgres',
 		'SELECT coalesce(sum(open_rows), 0) > 0 FROM anomstream.sink_positions')
