@@ -1,6 +1,42 @@
 # bench/backlog.sh - shared by bench/pipeline.sh and bench/parquet_sink.sh (sourced): consume
 # a produced backlog and measure the pipeline's rows/s from anomstream.pipeline_batches.
-# Needs PSQL (array: psql with connection options), ROWS, BOOT, OUT and T (test tools) set.
+# The measuring functions need PSQL (array: psql with connection options), ROWS, BOOT, OUT
+# and T (test tools) set.
+
+# Generate the rows, start a mock Kafka cluster with topics $1 (4 partitions each) and a
+# server with anomstream preloaded (extra postgresql.conf lines: $2), create the extension.
+# Sets BOOT and PSQL; backlog_stop ends both. Needs BIN, OUT, PORT and T.
+backlog_start() {
+	"$T/anomstream-generate" --stream process --rows 20000 --machines 4-19 --seed 7 -o "$OUT/p.csv"
+	"$T/anomstream-generate" --stream memory --rows 20000 --machines 4-19 --seed 7 -o "$OUT/m.csv"
+	"$T/anomstream-mockbroker" --no-stdin --partitions 4 --topics "$1" \
+		--bootstrap-file "$OUT/boot" --pidfile "$OUT/broker.pid" 2>"$OUT/broker.log" &
+	for _ in $(seq 1 100); do [ -s "$OUT/boot" ] && break; sleep 0.1; done
+	BOOT=$(cat "$OUT/boot")
+	"$BIN/initdb" -D "$OUT/data" -A trust >/dev/null
+	cat >> "$OUT/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'anomstream'
+anomstream.database = 'postgres'
+anomstream.brokers = ''
+anomstream.max_batch_rows = 10000
+anomstream.trigger_interval = '250ms'
+anomstream.poll_timeout = '50ms'
+port = $PORT
+unix_socket_directories = '$OUT'
+listen_addresses = ''
+shared_buffers = 256MB
+max_wal_size = 4GB
+${2:-}
+CONF
+	"$BIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
+	PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT" -p "$PORT" -d postgres)
+	"${PSQL[@]}" -c "CREATE EXTENSION anomstream"
+}
+
+backlog_stop() {
+	"$BIN/pg_ctl" -D "$OUT/data" -m fast -w stop >/dev/null 2>&1 || true
+	[ -s "$OUT/broker.pid" ] && kill "$(cat "$OUT/broker.pid")" 2>/dev/null || true
+}
 
 staged() {
 	"${PSQL[@]}" -c "SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)"

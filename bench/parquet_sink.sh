@@ -28,40 +28,11 @@ T=$ROOT/test/tools/bin
 rm -rf "$OUT"
 mkdir -p "$OUT"
 make -s -C test/tools >/dev/null
-"$T/anomstream-generate" --stream process --rows 20000 --machines 4-19 --seed 7 -o "$OUT/p.csv"
-"$T/anomstream-generate" --stream memory --rows 20000 --machines 4-19 --seed 7 -o "$OUT/m.csv"
+. "$ROOT/bench/backlog.sh"
 topics=
 for r in $(seq 1 "$RUNS"); do topics="$topics${topics:+,}pA$r,mA$r,pB$r,mB$r"; done
-"$T/anomstream-mockbroker" --no-stdin --partitions 4 --topics "$topics" \
-	--bootstrap-file "$OUT/boot" --pidfile "$OUT/broker.pid" 2>"$OUT/broker.log" &
-for _ in $(seq 1 100); do [ -s "$OUT/boot" ] && break; sleep 0.1; done
-BOOT=$(cat "$OUT/boot")
-
-"$BIN/initdb" -D "$OUT/data" -A trust >/dev/null
-cat >> "$OUT/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'anomstream'
-anomstream.database = 'postgres'
-anomstream.brokers = ''
-anomstream.max_batch_rows = 10000
-anomstream.trigger_interval = '250ms'
-anomstream.poll_timeout = '50ms'
-anomstream.sink_roll_rows = $ROLL_ROWS
-port = $PORT
-unix_socket_directories = '$OUT'
-listen_addresses = ''
-shared_buffers = 256MB
-max_wal_size = 4GB
-CONF
-"$BIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
-cleanup() {
-	"$BIN/pg_ctl" -D "$OUT/data" -m fast -w stop >/dev/null 2>&1 || true
-	[ -s "$OUT/broker.pid" ] && kill "$(cat "$OUT/broker.pid")" 2>/dev/null || true
-}
-trap cleanup EXIT
-PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT" -p "$PORT" -d postgres)
-"${PSQL[@]}" -c "CREATE EXTENSION anomstream"
-
-. "$ROOT/bench/backlog.sh"
+trap backlog_stop EXIT
+backlog_start "$topics" "anomstream.sink_roll_rows = $ROLL_ROWS"
 
 sinks() {
 	for s in process memory detected; do
