@@ -57,6 +57,7 @@
 #include "ingest/worker.h"
 #include "keyed/keyed.h"
 #include "ops/ops.h"			/* ops */
+#include "parquet/sink.h"		/* sinks */
 #include "pipeline/pipeline.h"
 
 #define RESTART_SECONDS 5			/* postmaster restarts a crashed worker after this */
@@ -502,6 +503,7 @@ setup(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	refill = positions_prepare_start(parts, nparts);
+	sinks_recover_at_start();	/* sinks: finish renames, drop uncommitted parts */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -889,6 +891,7 @@ commit_batch(Batch *b)
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
+	sinks_process_batch(batch_id, parts, nparts);	/* sinks: take over rows, roll parts */
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -933,6 +936,7 @@ run_retention(void)
 	pgstat_report_activity(STATE_RUNNING, "anomstream staging retention");
 	positions_apply_retention();
 	(void) ops_apply_retention();	/* ops: results, dead letters, late rows */
+	sinks_roll_due();			/* sinks: parts due by age while no data arrives */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
