@@ -33,7 +33,8 @@ typedef enum WorkerState
 	WORKER_WAITING_FOR_BROKER,
 	WORKER_ERROR,
 	WORKER_PAUSED,
-	WORKER_CLAIM_REQUIRED		/* ops: restored copy, waits for anomstream.claim() */
+	WORKER_CLAIM_REQUIRED,		/* ops: restored copy, waits for anomstream.claim() */
+	WORKER_SCHEMA_MISMATCH		/* ops: library and extension schema versions differ */
 } WorkerState;
 
 /* Per topic-partition live figures */

@@ -65,6 +65,7 @@
 #define RETENTION_INTERVAL_MS 10000
 #define METADATA_INTERVAL_MS 30000
 #define EXTENSION_WAIT_MS 5000
+#define RECOVERY_WAIT_MS 1000		/* a standby's worker checks for promotion this often */
 #define DECODE_RUN 256				/* messages per decode job while collecting */
 
 /*
@@ -134,7 +135,8 @@ anomstream_worker_register(void)
 		return;
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* Started on a hot standby too: it waits there (visibly) and runs once promoted. */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	/* After a crash the postmaster restarts everything; restart us soon, not at once. */
 	worker.bgw_restart_time = RESTART_SECONDS;
 	strlcpy(worker.bgw_library_name, "anomstream", BGW_MAXLEN);
@@ -294,6 +296,17 @@ anomstream_worker_main(Datum arg)
 			wait_ms(EXTENSION_WAIT_MS);
 			continue;
 		}
+		/* ops: a library of another schema version consumes nothing (checked once a second) */
+		if (!need_setup && !ops_schema_version_ok(false))
+		{
+			if (ready)
+			{
+				batch_reset(ready);	/* collected, not committed: read again after the update */
+				ready = NULL;
+			}
+			teardown();
+			need_setup = true;
+		}
 		if (need_setup)
 		{
 			if (!setup())
@@ -397,10 +410,21 @@ setup(void)
 	bool		refill;
 	Oid			ext;
 
+	/*
+	 * A standby consumes nothing; after promotion its UNLOGGED staging is empty (no marker),
+	 * so positions_prepare_start() refills it from staging_low. A promoted standby keeps
+	 * the primary's system identifier, so the claim check below lets it run.
+	 */
 	if (RecoveryInProgress())
 	{
+		static bool recovery_logged = false;
+
+		if (!recovery_logged)
+			ereport(LOG,
+					(errmsg("anomstream: the server is in recovery; waiting for promotion before consuming")));
+		recovery_logged = true;
 		anomstream_set_state(WORKER_WAITING_FOR_RECOVERY, NULL);
-		wait_ms(EXTENSION_WAIT_MS);
+		wait_ms(RECOVERY_WAIT_MS);
 		return false;
 	}
 	ext = extension_oid();
@@ -423,6 +447,14 @@ setup(void)
 		proc_exit(1);
 	}
 	known_extension = ext;
+
+	/* ops: the tables must have the shape this library writes */
+	if (!ops_schema_version_ok(true))
+	{
+		anomstream_set_state(WORKER_SCHEMA_MISMATCH, NULL);
+		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
 
 	/* ops: a restored copy consumes nothing until anomstream.claim() */
 	if (!ops_claim_ok())
@@ -834,6 +866,7 @@ commit_batch(Batch *b)
 	TimestampTz start = GetCurrentTimestamp();
 	int64		batch_id;
 	double		ms;
+	StagedSlots staged[DECODE_NSTREAMS];
 
 	absorb_batch(b);
 	for (int i = 0; i < nparts; i++)
@@ -855,11 +888,11 @@ commit_batch(Batch *b)
 		MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
 		for (int s = 0; s < DECODE_NSTREAMS; s++)
-			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
+			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id, &staged[s]);
 		MemoryContextSwitchTo(old);
 	}
 	positions_summarize_staging();
-	pipeline_process_batch(batch_id, parts, nparts);	/* windows, join, late rows */
+	pipeline_process_batch(batch_id, parts, nparts, staged);	/* windows, join, late rows */
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);

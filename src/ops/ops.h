@@ -10,7 +10,10 @@
  *	- ops_claim_ok() in setup() before Kafka is opened (outside any transaction);
  *	- ops_claim_verify() inside every micro-batch transaction, SPI connected;
  *	- ops_apply_retention() inside run_retention()'s transaction, SPI connected;
- *	- ops_check_partition_counts() when the topics' partition counts are known.
+ *	- ops_check_partition_counts() from kafka_list_partitions() (src/ingest/consumer.c),
+ *	  when anomstream.partitions is set and the topics' partition counts differ;
+ *	- ops_schema_version_ok() in setup() and at the top of every loop iteration (outside any
+ *	  transaction).
  *
  *-------------------------------------------------------------------------
  */
@@ -35,5 +38,8 @@ extern int64 ops_apply_retention(void);
 /* scaleout.c */
 extern void ops_check_partition_counts(const char *topic1, int count1,
 									   const char *topic2, int count2);
+
+/* schema_version.c */
+extern bool ops_schema_version_ok(bool force);
 
 #endif							/* ANOMSTREAM_OPS_H */
