@@ -243,6 +243,13 @@ anomstream_worker_main(Datum arg)
 	{
 		ErrorData  *edata;
 
+		/*
+		 * Not PG_TRY: reset the error context stack by hand. It still points into the
+		 * frames the longjmp left (e.g. SPI's callback of the statement that failed), and
+		 * the next ereport, even a LOG, would call into them (the SIGSEGV seen after the
+		 * extension was dropped and created again under the worker).
+		 */
+		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
