@@ -213,7 +213,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION anomstream.keyed_create(text, regclass, text, text, regprocedure, text, int, text, interval, bigint, text) IS
-	'Create a keyed state operator over anomstream.process_events or memory_events: key and value are SQL expressions over a staging row (value becomes jsonb), filter an optional condition; either updater (a function (new_values jsonb, old_state jsonb) -> jsonb, NULL deletes the key) or builtin (''derivative'' with history builtin_arg, default 10, or ''capped_list'' with cap builtin_arg, default 100). ttl evicts keys whose last event_time is older than the watermark minus ttl; max_keys bounds the key count (on_limit ''evict_oldest'' or ''skip_new''). Takes effect at the next micro-batch. Needs role anomstream_admin; the operator runs as its creator.';
+	'Create a keyed state operator over anomstream.process_events or memory_events: key and value are SQL expressions over a staging row (value becomes jsonb), filter an optional condition; either updater (a function (new_values jsonb, old_state jsonb) -> jsonb, NULL deletes the key) or builtin (''derivative'' with history builtin_arg, default 10, or ''capped_list'' with cap builtin_arg, default 100). ttl evicts keys whose last event_time is older than the pipeline watermark minus ttl; max_keys bounds the key count (on_limit ''evict_oldest'' or ''skip_new''). Takes effect at the next micro-batch. Needs role anomstream_admin; the operator runs as its creator.';
 
 CREATE FUNCTION anomstream.keyed_alter(name text, key text DEFAULT NULL, value text DEFAULT NULL,
 		updater regprocedure DEFAULT NULL, builtin text DEFAULT NULL,
@@ -296,8 +296,8 @@ SELECT o.name AS operator,
 	   o.on_limit,
 	   o.ttl,
 	   o.max_event_time,
-	   o.max_event_time OPERATOR(pg_catalog.-)
-		   pg_catalog.current_setting('anomstream.lateness', true)::interval AS watermark,
+	   (SELECT w.watermark FROM anomstream.pipeline_state w) AS watermark,
+	   (SELECT w.watermark FROM anomstream.pipeline_state w) OPERATOR(pg_catalog.-) o.ttl AS ttl_cutoff,
 	   o.batches,
 	   o.updates,
 	   o.evicted_ttl,
@@ -315,7 +315,7 @@ SELECT o.name AS operator,
 	   o.last_error_at
 FROM anomstream.keyed_operators o;
 COMMENT ON VIEW anomstream.keyed_status IS
-	'Per keyed operator: keys held and bounds, the operator''s watermark, counters and state size.';
+	'Per keyed operator: keys held and bounds, the pipeline watermark W its TTL is measured against and the cutoff (keys whose last event_time is older go), counters and state size.';
 
 REVOKE ALL ON FUNCTION anomstream.keyed_create(text, regclass, text, text, regprocedure, text, int, text, interval, bigint, text),
 	anomstream.keyed_alter(text, text, text, regprocedure, text, int, text, interval, bigint, text, bool, bool),

@@ -29,6 +29,7 @@
 
 #include "guc.h"
 #include "ingest/positions.h"
+#include "parquet/sink.h"
 #include "util/stmt_cache.h"
 
 /*
@@ -238,6 +239,7 @@ positions_apply_retention(void)
 	cut = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		return;
+	cut = Int64GetDatum(sinks_retention_cut(DatumGetInt64(cut)));	/* open sink parts stay */
 	{
 		Oid			ctypes[1] = {INT8OID};
 		Datum		cvalues[1] = {cut};
@@ -256,6 +258,7 @@ positions_apply_retention(void)
 		"(SELECT min(r.first_offset) FROM anomstream.batch_ranges r "
 		" WHERE r.topic = p.topic AND r.kafka_partition = p.kafka_partition), p.durable_offset)",
 		0, NULL, NULL, NULL, SPI_OK_UPDATE);
+	sinks_hold_staging_low();
 }
 
 /*

@@ -57,6 +57,7 @@
 #include "ingest/worker.h"
 #include "keyed/keyed.h"
 #include "ops/ops.h"			/* ops */
+#include "parquet/sink.h"		/* sinks */
 #include "pipeline/pipeline.h"
 #include "pipeline/rebuild.h"
 
@@ -243,6 +244,13 @@ anomstream_worker_main(Datum arg)
 	{
 		ErrorData  *edata;
 
+		/*
+		 * Not PG_TRY: reset the error context stack by hand. It still points into the
+		 * frames the longjmp left (e.g. SPI's callback of the statement that failed), and
+		 * the next ereport, even a LOG, would call into them (the SIGSEGV seen after the
+		 * extension was dropped and created again under the worker).
+		 */
+		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
@@ -515,6 +523,7 @@ setup(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	refill = positions_prepare_start(parts, nparts);
 	rebuild_adjust_start(parts, nparts, refill);	/* rebuild: replay positions */
+	sinks_recover_at_start();	/* sinks: finish renames, drop uncommitted parts */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -902,6 +911,7 @@ commit_batch(Batch *b)
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
+	sinks_process_batch(batch_id, parts, nparts);	/* sinks: take over rows, roll parts */
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -946,6 +956,7 @@ run_retention(void)
 	pgstat_report_activity(STATE_RUNNING, "anomstream staging retention");
 	positions_apply_retention();
 	(void) ops_apply_retention();	/* ops: results, dead letters, late rows */
+	sinks_roll_due();			/* sinks: parts due by age while no data arrives */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

@@ -20,9 +20,16 @@
  *   (enabled = false, last_error) and lets the rest of the batch commit. Transient errors
  *   (cancel, out of memory, lock or serialization failures) abort the whole batch, which
  *   the worker retries.
- * - Watermark: until the pipeline's watermark exists, each operator uses its own: the largest
- *   event_time it has seen minus anomstream.lateness. TTL evicts keys whose last event_time
- *   is older than that watermark minus ttl.
+ * - Late rows (listed in anomstream.late_rows for this batch, DESIGN.md §5) take part in
+ *   nothing stateful: the worker reads their positions (as its own role; owners may not
+ *   read late_rows) and the owner's query excludes them, so no expression, filter or
+ *   updater ever sees them.
+ * - TTL is measured against the pipeline watermark W (anomstream.pipeline_state, after the
+ *   pipeline step of this batch): a key goes when its last event_time < W - ttl. Every
+ *   enabled operator with a TTL evicts at the end of every micro-batch, with or without
+ *   input, and keyed_state_evict() does the same when W moves in a tick (an idle partition
+ *   stops holding W). W = -infinity (a partition that never delivered data and is not
+ *   idle yet) evicts nothing.
  * - Memory: everything per batch lives in one context deleted at the end; user updaters
  *   run in a per-key context reset after each call.
  *
@@ -91,9 +98,24 @@ typedef struct OpProgress
 	double		updater_ms;
 } OpProgress;
 
+/* Positions of one stream's late rows in this batch, as array datums (NULL: none) */
+typedef struct LateRows
+{
+	Datum		partitions;		/* int4[] */
+	Datum		offsets;		/* int8[] */
+	Datum		row_indexes;	/* int4[] */
+	bool		any;
+} LateRows;
+
 static int	load_operators(KeyedOp **ops);
 static char *refill_condition(DecodeStream stream, PartState *parts, int nparts);
-static void process_operator(KeyedOp *op, int64 batch_id, const char *refill);
+static TimestampTz pipeline_watermark(void);
+static void late_rows_of_batch(DecodeStream stream, int64 batch_id, PartState *parts,
+							   int nparts, LateRows *late);
+static void process_operator(KeyedOp *op, int64 batch_id, const char *refill,
+							 const LateRows *late, TimestampTz watermark);
+static int64 evict_ttl(KeyedOp *op, TimestampTz watermark);
+static Datum make_array(Datum *elems, int n, Oid elemtype);
 static bool transient_error(int sqlerrcode);
 static void stop_operator(KeyedOp *op, ErrorData *edata);
 
@@ -170,6 +192,84 @@ refill_condition(DecodeStream stream, PartState *parts, int nparts)
 	}
 	appendStringInfoString(&buf, " ELSE 0 END");
 	return any ? buf.data : "true";
+}
+
+/*
+ * The pipeline watermark W, as the pipeline step left it (read as the worker).
+ */
+static TimestampTz
+pipeline_watermark(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute("SELECT watermark FROM anomstream.pipeline_state", false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read the pipeline watermark");	/* the pipeline step did */
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_freetuptable(SPI_tuptable);
+	return isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+}
+
+/*
+ * The positions of one stream's rows that the pipeline listed as late in this batch, read
+ * as the worker through late_rows' primary key (the batch's offset range per partition).
+ * The arrays are copied into the current memory context.
+ */
+static void
+late_rows_of_batch(DecodeStream stream, int64 batch_id, PartState *parts, int nparts,
+				   LateRows *late)
+{
+	Oid			types[5] = {TEXTOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8OID};
+	Datum		args[5];
+	Datum	   *pd = palloc(sizeof(Datum) * Max(nparts, 1));
+	Datum	   *lo = palloc(sizeof(Datum) * Max(nparts, 1));
+	Datum	   *hi = palloc(sizeof(Datum) * Max(nparts, 1));
+	const char *topic = NULL;
+	int			n = 0;
+	bool		isnull;
+
+	memset(late, 0, sizeof(*late));
+	for (int i = 0; i < nparts; i++)
+	{
+		if (parts[i].stream != stream || !parts[i].in_batch)
+			continue;
+		topic = parts[i].topic;
+		pd[n] = Int32GetDatum(parts[i].partition);
+		lo[n] = Int64GetDatum(parts[i].batch_first);
+		hi[n] = Int64GetDatum(parts[i].batch_last);
+		n++;
+	}
+	if (n == 0)
+		return;
+	args[0] = CStringGetTextDatum(topic);
+	args[1] = make_array(pd, n, INT4OID);
+	args[2] = make_array(lo, n, INT8OID);
+	args[3] = make_array(hi, n, INT8OID);
+	args[4] = Int64GetDatum(batch_id);
+	if (SPI_execute_with_args("SELECT pg_catalog.array_agg(l.kafka_partition),"
+							  " pg_catalog.array_agg(l.kafka_offset), pg_catalog.array_agg(l.row_index)"
+							  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS b(p, lo, hi)"
+							  " JOIN anomstream.late_rows l ON l.topic OPERATOR(pg_catalog.=) $1"
+							  " AND l.kafka_partition OPERATOR(pg_catalog.=) b.p"
+							  " AND l.kafka_offset OPERATOR(pg_catalog.>=) b.lo"
+							  " AND l.kafka_offset OPERATOR(pg_catalog.<=) b.hi"
+							  " WHERE l.batch_id OPERATOR(pg_catalog.=) $5",
+							  5, types, args, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read the late rows of micro-batch " INT64_FORMAT, batch_id);
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		late->any = true;
+		late->partitions = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		late->offsets = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		late->row_indexes = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		late->partitions = PointerGetDatum(DatumGetArrayTypePCopy(late->partitions));
+		late->offsets = PointerGetDatum(DatumGetArrayTypePCopy(late->offsets));
+		late->row_indexes = PointerGetDatum(DatumGetArrayTypePCopy(late->row_indexes));
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Errors that say nothing about the operator: let the worker retry the whole batch */
@@ -392,7 +492,8 @@ group_rows(SPITupleTable *tt, int nrows, Datum **keys_out, Jsonb ***values_out,
  * Run one operator over the batch (in its own subtransaction, see the caller).
  */
 static void
-process_operator(KeyedOp *op, int64 batch_id, const char *refill)
+process_operator(KeyedOp *op, int64 batch_id, const char *refill, const LateRows *late,
+				 TimestampTz watermark)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	MemoryContext callcxt;
@@ -435,15 +536,22 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	/*
 	 * 1. The batch's rows in (event_time, partition, offset, row_index) order, read as the
 	 * owner, then grouped per key here: keys in order of their first row, each key's values
-	 * in row order. (One sort; grouping in SQL cost two more sorts and a window.)
+	 * in row order. (One sort; grouping in SQL cost two more sorts and a window.) Late rows
+	 * are excluded by their positions, passed as parameters: the owner reads no late_rows.
 	 */
 	initStringInfo(&q);
 	appendStringInfo(&q,
 					 "SELECT (%s)::text, pg_catalog.to_jsonb(%s), s.event_time FROM %s s"
 					 " WHERE s.batch_id OPERATOR(pg_catalog.=) $1 AND s.event_time IS NOT NULL"
-					 " AND %s AND (%s)"
+					 " AND %s%s AND (%s)"
 					 " ORDER BY s.event_time, s.kafka_partition, s.kafka_offset, s.row_index",
 					 op->key_expr, op->value_expr, op->source, refill,
+					 late->any ?
+					 " AND NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+					 " pg_catalog.unnest($4)) AS l(p, o, r)"
+					 " WHERE l.p OPERATOR(pg_catalog.=) s.kafka_partition"
+					 " AND l.o OPERATOR(pg_catalog.=) s.kafka_offset"
+					 " AND l.r OPERATOR(pg_catalog.=) s.row_index)" : "",
 					 op->filter ? op->filter : "true");
 	/* The expressions are text from the owner: they must not smuggle in more statements. */
 	if (!keyed_single_statement(q.data))
@@ -454,10 +562,12 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	GetUserIdAndSecContext(&save_uid, &save_sec);
 	SetUserIdAndSecContext(op->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	{
-		Oid			types[1] = {INT8OID};
-		Datum		args[1] = {Int64GetDatum(batch_id)};
+		Oid			types[4] = {INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
+		Datum		args[4] = {Int64GetDatum(batch_id), late->partitions, late->offsets,
+		late->row_indexes};
 
-		if (SPI_execute_with_args(q.data, 1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(q.data, late->any ? 4 : 1, types, args, NULL, false, 0) !=
+			SPI_OK_SELECT)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("keyed operator \"%s\" does not select rows", op->name)));
@@ -468,11 +578,9 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	nkeys = group_rows(SPI_tuptable, (int) SPI_processed, &keys, &values, &last_et,
 					   &pr.max_event_time);
 	SPI_freetuptable(SPI_tuptable);
+	pr.nkeys = op->nkeys;
 	if (nkeys == 0)
-	{
-		AtEOXact_GUC(true, outer_nest);
-		return;
-	}
+		goto bounds;			/* no input: W may still have moved */
 
 	/*
 	 * 2. The old states, aligned with keys[], read as the worker. When the batch touches a
@@ -512,7 +620,6 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	up_states = palloc(sizeof(Datum) * nkeys);
 	up_times = palloc(sizeof(Datum) * nkeys);
 	del_keys = palloc(sizeof(Datum) * nkeys);
-	pr.nkeys = op->nkeys;
 	callcxt = AllocSetContextCreate(cxt, "anomstream keyed updater call", ALLOCSET_DEFAULT_SIZES);
 	loop_start = GetCurrentTimestamp();
 	if (OidIsValid(op->updater))
@@ -618,21 +725,10 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 				2, types, args, SPI_OK_DELETE, "delete state");
 	}
 
-	/* 5. TTL against the operator's watermark (max event_time seen - lateness). */
-	if (op->has_ttl)
-	{
-		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-		Datum		args[2];
-
-		args[0] = Int32GetDatum(op->id);
-		args[1] = TimestampTzGetDatum(pr.max_event_time - (int64) anomstream_lateness * 1000);
-		pr.evicted_ttl = (int64) op_exec(op, "DELETE FROM anomstream.keyed_state_data s"
-								  " USING anomstream.keyed_operators o"
-								  " WHERE o.id OPERATOR(pg_catalog.=) $1 AND s.op_id OPERATOR(pg_catalog.=) $1"
-								  " AND s.last_event_time OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) o.ttl)",
-				2, types, args, SPI_OK_DELETE, "evict state");
-		pr.nkeys -= pr.evicted_ttl;
-	}
+bounds:
+	/* 5. TTL against the pipeline watermark W. */
+	pr.evicted_ttl = evict_ttl(op, watermark);
+	pr.nkeys -= pr.evicted_ttl;
 
 	/* 6. The key limit, policy evict_oldest: drop the keys with the oldest events. */
 	if (op->max_keys > 0 && !op->skip_new && pr.nkeys > op->max_keys)
@@ -651,7 +747,21 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 		pr.nkeys -= pr.evicted_limit;
 	}
 
-	/* 7. Progress. */
+	/* 7. Progress (an operator without input only records its evictions). */
+	if (nkeys == 0)
+	{
+		Oid			types[3] = {INT4OID, INT8OID, INT8OID};
+		Datum		args[3];
+
+		args[0] = Int32GetDatum(op->id);
+		args[1] = Int64GetDatum(pr.nkeys);
+		args[2] = Int64GetDatum(pr.evicted_ttl);
+		if (pr.evicted_ttl > 0)
+			op_exec(op, "UPDATE anomstream.keyed_operators SET nkeys = $2,"
+					" evicted_ttl = evicted_ttl + $3 WHERE id OPERATOR(pg_catalog.=) $1",
+					3, types, args, SPI_OK_UPDATE, "record progress");
+	}
+	else
 	{
 		Oid			types[12] = {INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, INT8OID,
 		INT8OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID};
@@ -681,6 +791,59 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 	AtEOXact_GUC(true, outer_nest);
 }
 
+/*
+ * TTL: delete the operator's keys whose last event_time < W - ttl (as the worker). Returns
+ * the number of keys evicted. W = -infinity evicts nothing.
+ */
+static int64
+evict_ttl(KeyedOp *op, TimestampTz watermark)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2];
+
+	if (!op->has_ttl || TIMESTAMP_IS_NOBEGIN(watermark))
+		return 0;
+	args[0] = Int32GetDatum(op->id);
+	args[1] = TimestampTzGetDatum(watermark);
+	return (int64) op_exec(op, "DELETE FROM anomstream.keyed_state_data s"
+						   " USING anomstream.keyed_operators o"
+						   " WHERE o.id OPERATOR(pg_catalog.=) $1 AND s.op_id OPERATOR(pg_catalog.=) $1"
+						   " AND s.last_event_time OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) o.ttl)",
+						   2, types, args, SPI_OK_DELETE, "evict state");
+}
+
+/*
+ * The pipeline watermark moved outside a micro-batch (a tick: a partition became idle):
+ * evict by TTL in every enabled operator. Runs in the tick's transaction with SPI
+ * connected, as the worker; no user code runs.
+ */
+void
+keyed_state_evict(TimestampTz watermark)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "anomstream keyed eviction",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext outer = MemoryContextSwitchTo(cxt);
+	KeyedOp    *ops;
+	int			nops = load_operators(&ops);
+
+	for (int i = 0; i < nops; i++)
+	{
+		int64		evicted = evict_ttl(&ops[i], watermark);
+		Oid			types[2] = {INT4OID, INT8OID};
+		Datum		args[2];
+
+		if (evicted == 0)
+			continue;
+		args[0] = Int32GetDatum(ops[i].id);
+		args[1] = Int64GetDatum(evicted);
+		op_exec(&ops[i], "UPDATE anomstream.keyed_operators SET nkeys = nkeys - $2,"
+				" evicted_ttl = evicted_ttl + $2 WHERE id OPERATOR(pg_catalog.=) $1",
+				2, types, args, SPI_OK_UPDATE, "record evictions");
+	}
+	MemoryContextSwitchTo(outer);
+	MemoryContextDelete(cxt);
+}
+
 void
 keyed_state_process_batch(int64 batch_id, PartState *parts, int nparts)
 {
@@ -691,10 +854,27 @@ keyed_state_process_batch(int64 batch_id, PartState *parts, int nparts)
 	KeyedOp    *ops;
 	int			nops;
 	char	   *refill[DECODE_NSTREAMS];
+	LateRows	late[DECODE_NSTREAMS];
+	bool		used[DECODE_NSTREAMS] = {false};
+	TimestampTz watermark;
 
 	nops = load_operators(&ops);
+	if (nops == 0)
+	{
+		MemoryContextSwitchTo(outer);
+		MemoryContextDelete(cxt);
+		return;
+	}
+	watermark = pipeline_watermark();
+	for (int i = 0; i < nops; i++)
+		used[ops[i].stream] = true;
 	for (int s = 0; s < DECODE_NSTREAMS; s++)
+	{
 		refill[s] = refill_condition((DecodeStream) s, parts, nparts);
+		memset(&late[s], 0, sizeof(LateRows));
+		if (used[s])
+			late_rows_of_batch((DecodeStream) s, batch_id, parts, nparts, &late[s]);
+	}
 
 	for (int i = 0; i < nops; i++)
 	{
@@ -704,7 +884,7 @@ keyed_state_process_batch(int64 batch_id, PartState *parts, int nparts)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			process_operator(op, batch_id, refill[op->stream]);
+			process_operator(op, batch_id, refill[op->stream], &late[op->stream], watermark);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;

@@ -32,6 +32,12 @@ typedef struct KeyedCounts
  */
 extern void keyed_state_process_batch(int64 batch_id, PartState *parts, int nparts);
 
+/*
+ * The pipeline watermark moved to watermark outside a micro-batch (pipeline_tick): evict
+ * keys by TTL. Called inside the tick's transaction with SPI connected.
+ */
+extern void keyed_state_evict(TimestampTz watermark);
+
 extern Jsonb *keyed_derivative_apply(Jsonb *values, Jsonb *state, int history,
 									 KeyedCounts *counts);
 extern Jsonb *keyed_capped_apply(Jsonb *values, Jsonb *state, int cap);

@@ -25,6 +25,7 @@ typedef struct PqCopyOptions
 extern void anomstream_parquet_init(void);
 extern uint64 pq_copy_to(ParseState *pstate, CopyStmt *stmt, int stmt_location, int stmt_len,
 						 const PqCopyOptions *opts);
+extern void pq_write_fd(int fd, const char *path, const void *data, size_t len);
 extern uint64 pq_copy_from(ParseState *pstate, CopyStmt *stmt, const PqCopyOptions *opts);
 
 #endif

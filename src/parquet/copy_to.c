@@ -74,10 +74,12 @@ remove_pending_tmp(int code, Datum arg)
 
 /* ---------- output ---------- */
 
-static void
-write_file(void *arg, const void *data, size_t len)
+/*
+ * Write all of data to fd (path names it in errors); shared with the continuous sinks.
+ */
+void
+pq_write_fd(int fd, const char *path, const void *data, size_t len)
 {
-	ToState    *st = (ToState *) arg;
 	const char *p = data;
 
 	while (len > 0)
@@ -85,7 +87,7 @@ write_file(void *arg, const void *data, size_t len)
 		ssize_t		n;
 
 		errno = 0;
-		n = write(st->fd, p, len);
+		n = write(fd, p, len);
 		if (n <= 0)
 		{
 			if (n < 0 && errno == EINTR)
@@ -94,11 +96,19 @@ write_file(void *arg, const void *data, size_t len)
 				errno = ENOSPC;
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not write to file \"%s\": %m", st->tmp_path)));
+					 errmsg("could not write to file \"%s\": %m", path)));
 		}
 		p += n;
 		len -= n;
 	}
+}
+
+static void
+write_file(void *arg, const void *data, size_t len)
+{
+	ToState    *st = (ToState *) arg;
+
+	pq_write_fd(st->fd, st->tmp_path, data, len);
 }
 
 static void

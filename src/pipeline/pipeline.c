@@ -33,6 +33,7 @@
 
 #include "guc.h"
 #include "ingest/decode.h"
+#include "keyed/keyed.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/pipeline_int.h"
 
@@ -232,6 +233,8 @@ pipeline_tick(PartState *parts, int nparts)
 		{
 			watermark_save(&run);
 			after_watermark(&run);
+			if (run.watermark_new != run.watermark_old)
+				keyed_state_evict(run.watermark_new);	/* keyed TTL follows W */
 			record(&run, false, 0);
 			notify(&run);
 		}

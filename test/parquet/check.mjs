@@ -23,17 +23,31 @@ import { tableFromIPC } from 'apache-arrow';
 import { bigNumToString } from 'apache-arrow/util/bn';
 import { DuckDBInstance } from '@duckdb/node-api';
 
+// Many files in one run (one process, one DuckDB instance; the continuous sinks' test):
+//
+//   node check.mjs --list LIST     LIST: one "FILE<TAB>EXPECTED.json[<TAB>option ...]" per line
+//
+// Each file is checked as above; exit status 0 only if every file matched.
 const args = process.argv.slice(2);
-const file = args[0];
-const expected = JSON.parse(fs.readFileSync(args[1], 'utf8'));
-const opt = {};
-for (let i = 2; i < args.length; i++) {
-  const k = args[i].replace(/^--/, '');
-  if (k === 'stats') opt.stats = true;
-  else opt[k] = args[++i];
+let file;
+let expected;
+let opt;
+
+function parseOptions(list) {
+  const o = {};
+  for (let i = 0; i < list.length; i++) {
+    const k = list[i].replace(/^--/, '');
+    if (k === 'stats') o.stats = true;
+    else o[k] = list[++i];
+  }
+  return o;
 }
 
-const failures = [];
+const jobs = args[0] === '--list'
+  ? fs.readFileSync(args[1], 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => l.split('\t'))
+  : [args];
+
+let failures = [];
 function fail(msg) {
   failures.push(msg);
 }
@@ -247,16 +261,25 @@ async function checkMetadata(conn) {
 
 const instance = await DuckDBInstance.create(':memory:');
 const conn = await instance.connect();
-for (const [name, fn] of [['hyparquet', viaHyparquet], ['arrow', viaArrow], ['duckdb', () => viaDuckDB(conn)], ['metadata', () => checkMetadata(conn)]]) {
-  try {
-    await fn();
-  } catch (e) {
-    fail(`${name}: ${e.message}`);
+let failed = 0;
+for (const job of jobs) {
+  file = job[0];
+  expected = JSON.parse(fs.readFileSync(job[1], 'utf8'));
+  opt = parseOptions(job.slice(2));
+  failures = [];
+  for (const [name, fn] of [['hyparquet', viaHyparquet], ['arrow', viaArrow], ['duckdb', () => viaDuckDB(conn)], ['metadata', () => checkMetadata(conn)]]) {
+    try {
+      await fn();
+    } catch (e) {
+      fail(`${name}: ${e.message}`);
+    }
+  }
+  if (failures.length) {
+    for (const f of failures.slice(0, 40)) console.log(f);
+    console.log(`FAIL ${file}: ${failures.length} problem(s)`);
+    failed++;
+  } else {
+    console.log(`ok ${file}: ${expected.rows.length} rows, ${expected.columns.length} columns match in hyparquet, parquet-wasm and duckdb`);
   }
 }
-if (failures.length) {
-  for (const f of failures.slice(0, 40)) console.log(f);
-  console.log(`FAIL ${file}: ${failures.length} problem(s)`);
-  process.exit(1);
-}
-console.log(`ok ${file}: ${expected.rows.length} rows, ${expected.columns.length} columns match in hyparquet, parquet-wasm and duckdb`);
+process.exit(failed ? 1 : 0);

@@ -1,6 +1,8 @@
-# Keyed state bounds (DESIGN.md §9): TTL in event time against the operator's watermark
-# (largest event_time it has seen minus anomstream.lateness), the key limit under both
-# policies, and a soak: input keeps growing while the state stays flat.
+# Keyed state bounds (DESIGN.md §9): TTL in event time against the pipeline watermark W,
+# the key limit under both policies, and a soak: input keeps growing while the state stays
+# flat. The memory topic stays silent and idles out at once (idle_timeout 0), so W is the
+# process partition's newest event_time minus lateness (test 603 covers a W held by
+# another partition).
 use strict;
 use warnings;
 
@@ -14,6 +16,7 @@ my $broker = start_broker(partitions => 1);
 my $node = new_node('keyed_bounds', $broker->{bootstrap}, qq{
 anomstream.trigger_interval = '50ms'
 anomstream.lateness = '20s'
+anomstream.idle_timeout = 0
 });
 my $ts0 = 1604231589;
 my $produced = 0;
@@ -51,7 +54,11 @@ SELECT anomstream.keyed_create('skip', 'anomstream.process_events', 'cmd', 'sequ
 	builtin => 'capped_list', filter => 'cmd LIKE ''l%''', max_keys => 3, on_limit => 'skip_new');
 });
 
-# TTL: watermark W = max event_time - 20 s; a key goes when its last event_time < W - 60 s.
+$node->poll_query_until('postgres',
+	"SELECT idle FROM anomstream.pipeline_partitions WHERE topic = 'memory' AND kafka_partition = 0")
+  or die 'the silent memory partition did not become idle';
+
+# TTL: W = max event_time - 20 s; a key goes when its last event_time < W - 60 s.
 batch(0, [ 'ta', 1 ]);
 batch(10, [ 'tb', 1 ]);
 batch(85, [ 'tc', 1 ]);	# W = 65 s: cutoff 5 s, ta (0 s) is evicted, tb (10 s) stays
@@ -60,10 +67,11 @@ batch(89, [ 'tc', 2 ]);	# W = 69 s, cutoff 9 s: tb stays
 is(keys_of('ttl'), 'tb,tc', 'a key at the cutoff stays');
 batch(91, [ 'tc', 3 ]);	# cutoff 11 s: tb goes
 is(keys_of('ttl'), 'tc', 'and goes once the watermark passes it');
-is(sql("SELECT evicted_ttl, keys, watermark = to_timestamp($ts0 + 71) FROM anomstream.keyed_status WHERE operator = 'ttl'"),
-	'2|1|t', 'status: evictions, keys, the operator watermark');
-batch(5, [ 'ta', 9 ]);	# an old event (5 s < cutoff 11 s): a new key, evicted in the same micro-batch
-is(keys_of('ttl'), 'tc', 'a key whose only event is behind the TTL cutoff is not kept');
+is(sql("SELECT evicted_ttl, keys, watermark = to_timestamp($ts0 + 71), ttl_cutoff = to_timestamp($ts0 + 11)"
+	  . " FROM anomstream.keyed_status WHERE operator = 'ttl'"),
+	'2|1|t|t', 'status: evictions, keys, the pipeline watermark and the TTL cutoff');
+batch(5, [ 'ta', 9 ]);	# an old event, behind the partition watermark: a late row
+is(keys_of('ttl'), 'tc', 'a late row does not bring an evicted key back');
 
 # Key limit, evict_oldest: the keys with the oldest last event_time (then key) go.
 batch(100, [ 'l1', 1 ], [ 'l2', 1 ]);

@@ -1,0 +1,87 @@
+# bench/backlog.sh - shared by bench/pipeline.sh and bench/parquet_sink.sh (sourced): consume
+# a produced backlog and measure the pipeline's rows/s from anomstream.pipeline_batches.
+# The measuring functions need PSQL (array: psql with connection options), ROWS, BOOT, OUT
+# and T (test tools) set.
+
+# Generate the rows, start a mock Kafka cluster with topics $1 (4 partitions each) and a
+# server with anomstream preloaded (extra postgresql.conf lines: $2), create the extension.
+# Sets BOOT and PSQL; backlog_stop ends both. Needs BIN, OUT, PORT and T.
+backlog_start() {
+	"$T/anomstream-generate" --stream process --rows 20000 --machines 4-19 --seed 7 -o "$OUT/p.csv"
+	"$T/anomstream-generate" --stream memory --rows 20000 --machines 4-19 --seed 7 -o "$OUT/m.csv"
+	"$T/anomstream-mockbroker" --no-stdin --partitions 4 --topics "$1" \
+		--bootstrap-file "$OUT/boot" --pidfile "$OUT/broker.pid" 2>"$OUT/broker.log" &
+	for _ in $(seq 1 100); do [ -s "$OUT/boot" ] && break; sleep 0.1; done
+	BOOT=$(cat "$OUT/boot")
+	"$BIN/initdb" -D "$OUT/data" -A trust >/dev/null
+	cat >> "$OUT/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'anomstream'
+anomstream.database = 'postgres'
+anomstream.brokers = ''
+anomstream.max_batch_rows = 10000
+anomstream.trigger_interval = '250ms'
+anomstream.poll_timeout = '50ms'
+port = $PORT
+unix_socket_directories = '$OUT'
+listen_addresses = ''
+shared_buffers = 256MB
+max_wal_size = 4GB
+${2:-}
+CONF
+	"$BIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
+	PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT" -p "$PORT" -d postgres)
+	"${PSQL[@]}" -c "CREATE EXTENSION anomstream"
+}
+
+backlog_stop() {
+	"$BIN/pg_ctl" -D "$OUT/data" -m fast -w stop >/dev/null 2>&1 || true
+	[ -s "$OUT/broker.pid" ] && kill "$(cat "$OUT/broker.pid")" 2>/dev/null || true
+}
+
+staged() {
+	"${PSQL[@]}" -c "SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)"
+}
+
+# CPU seconds (user + system) the worker process used so far
+worker_cpu() {
+	local pid
+	pid=$("${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomstream worker'")
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat"
+}
+
+# consume topics $1,$2 (already produced); prints "rows/s rows-per-worker-CPU-second"
+consume() {
+	local ptopic=$1 mtopic=$2 before target first cpu0 cpu1 rate
+	cpu0=$(worker_cpu)
+	before=$(staged)
+	target=$((before + ROWS))
+	first=$("${PSQL[@]}" -c "SELECT coalesce(max(batch_id), 0) FROM anomstream.pipeline_batches")
+	"${PSQL[@]}" -c "ALTER SYSTEM SET anomstream.topics = '$ptopic,$mtopic'" \
+		-c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
+	for _ in $(seq 1 1200); do
+		[ "$(staged)" -ge "$target" ] && break
+		sleep 0.25
+	done
+	[ "$(staged)" -ge "$target" ] || { echo "consumption of $ptopic,$mtopic did not finish" >&2; exit 1; }
+	cpu1=$(worker_cpu)
+	rate=$("${PSQL[@]}" -c "
+		WITH b AS (SELECT * FROM anomstream.pipeline_batches WHERE batch_id > $first)
+		SELECT round((SELECT sum(rows) FROM b WHERE batch_id < (SELECT max(batch_id) FROM b))
+			   / extract(epoch FROM max(processed_at) - min(processed_at)))
+		FROM b")
+	echo "$rate $(awk -v r="$ROWS" -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%d", r / (b - a) }')"
+}
+
+# Results are identified by Kafka positions (DESIGN.md §12) and every round uses fresh topics
+# whose offsets start at 0 again: clear results and operator state between rounds, as
+# anomstream.rebuild() would (the worker is idle then: its topics are drained).
+reset_results() {
+	"${PSQL[@]}" -c "TRUNCATE anomstream.detected_attacks, anomstream.potential_attacks,
+		anomstream.join_process, anomstream.join_memory, anomstream.window_keys;
+		UPDATE anomstream.pipeline_state SET held_process = 0, held_memory = 0, held_keys = 0"
+}
+
+produce() {
+	"$T/anomstream-replay" --brokers "$BOOT" --process "$OUT/p.csv" --memory "$OUT/m.csv" \
+		--process-topic "$1" --memory-topic "$2" --rate 0 --max-rows "$ROWS" -q
+}
