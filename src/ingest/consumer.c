@@ -339,6 +339,7 @@ kafka_list_partitions(KafkaSource *src, PartState **parts, char *errbuf, size_t 
 			rd_kafka_metadata_destroy(md);
 			return -1;
 		}
+		src->partition_count[s] = md->topics[0].partition_cnt;
 		for (int i = 0; i < md->topics[0].partition_cnt; i++)
 		{
 			int32		p = md->topics[0].partitions[i].id;

@@ -240,6 +240,12 @@ anomstream_worker_main(Datum arg)
 	{
 		ErrorData  *edata;
 
+		/*
+		 * The longjmp skipped the pops of the error context callbacks the failed code
+		 * pushed (SPI, the executor): forget them, or the next error report walks stale
+		 * stack frames (and, in practice, loops forever in errfinish).
+		 */
+		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
@@ -286,6 +292,14 @@ anomstream_worker_main(Datum arg)
 			anomstream_set_state(WORKER_PAUSED, NULL);
 			wait_ms(EXTENSION_WAIT_MS);
 			continue;
+		}
+		/* ops: anomstream.accept_gap() moved a position: re-read positions, re-assign */
+		if (ops_reassign_requested() && !need_setup)
+		{
+			if (ready)
+				commit_batch(ready);
+			ready = NULL;
+			need_setup = true;
 		}
 		if (need_setup)
 		{
@@ -464,12 +478,19 @@ setup(void)
 		wait_ms(backoff_ms);
 		return false;
 	}
+	/* ops: servers splitting the partitions need equal partition counts (DESIGN.md §11) */
+	if (anomstream_partitions[0] != '\0')
+		ops_check_partition_counts(source.topics[STREAM_PROCESS],
+								   source.partition_count[STREAM_PROCESS],
+								   source.topics[STREAM_MEMORY],
+								   source.partition_count[STREAM_MEMORY]);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	refill = positions_prepare_start(parts, nparts);
+	ops_skips_load();			/* ops: messages anomstream.skip() named */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -634,10 +655,12 @@ collect_batch(Batch *b, bool may_wait)
 				if (p && !p->gap)
 				{
 					p->gap = true;
+					p->gap_low = -1;
 					ereport(LOG,
 							(errmsg("anomstream: partition %s/%d: position %lld is no longer in Kafka",
 									p->topic, p->partition, (long long) p->next_offset),
 							 errdetail("%s", rd_kafka_message_errstr(m))));
+					ops_gap_find_earliest(source.rk, p);	/* ops */
 				}
 			}
 			else
@@ -684,7 +707,8 @@ collect_batch(Batch *b, bool may_wait)
 			break;
 	}
 	MemoryContextSwitchTo(old);
-	anomstream_set_state(source.all_brokers_down ? WORKER_WAITING_FOR_BROKER : WORKER_RUNNING,
+	anomstream_set_state(source.all_brokers_down ? WORKER_WAITING_FOR_BROKER :
+						 ops_any_gap(parts, nparts) ? WORKER_GAP : WORKER_RUNNING,
 						 source.all_brokers_down ? source.last_error : NULL);
 }
 
@@ -770,7 +794,15 @@ absorb_batch(Batch *b)
 			bool		refill = b->msg_refill[i];
 			TimestampTz event_time;
 			TimestampTz kafka_timestamp = DT_NOBEGIN;
+			const char *skipped = ops_skip_reason(p->topic, p->partition, m->offset);
 
+			/* ops: anomstream.skip() named this message: the raw message is a dead letter */
+			if (skipped)
+			{
+				if (!refill)
+					add_dead_letter(b, p, m, -1, job->bufs[k], job->lens[k], skipped);
+				continue;
+			}
 			if (msg->error)
 			{
 				if (!refill)
@@ -828,6 +860,7 @@ commit_batch(Batch *b)
 	int64		batch_id;
 	double		ms;
 
+	ops_skips_refresh();		/* ops: skips requested since the last batch */
 	absorb_batch(b);
 	for (int i = 0; i < nparts; i++)
 	{
@@ -856,6 +889,7 @@ commit_batch(Batch *b)
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
+	ops_skips_apply(batch_id);	/* ops: after the positions, so no skip() slips past */
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -924,6 +958,8 @@ publish_parts(void)
 										   &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 			high >= 0)
 			parts[i].high_watermark = high;
+		if (source_open)
+			ops_gap_find_earliest(source.rk, &parts[i]);	/* ops: still unknown */
 	}
 	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
 	anomstream_shared->npartitions = n;
@@ -941,6 +977,8 @@ publish_parts(void)
 		s->dead_letters = p->dead_letters;
 		s->caught_up = p->caught_up;
 		s->last_message_at = p->last_message_at;
+		s->gap = p->gap;
+		s->gap_low = p->gap_low;
 	}
 	LWLockRelease(anomstream_shared->lock);
 }

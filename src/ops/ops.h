@@ -10,12 +10,23 @@
  *	- ops_claim_ok() in setup() before Kafka is opened (outside any transaction);
  *	- ops_claim_verify() inside every micro-batch transaction, SPI connected;
  *	- ops_apply_retention() inside run_retention()'s transaction, SPI connected;
- *	- ops_check_partition_counts() when the topics' partition counts are known.
+ *	- ops_check_partition_counts() when the topics' partition counts are known;
+ *	- ops_skips_load() in setup()'s transaction, ops_skips_refresh() before a batch is
+ *	  absorbed, ops_skip_reason() per message while absorbing, ops_skips_apply() inside the
+ *	  micro-batch transaction after the positions are recorded;
+ *	- ops_gap_find_earliest() when a partition stops at a gap (and while its earliest offset
+ *	  is unknown), ops_any_gap() for the worker state, ops_reassign_requested() at the top
+ *	  of every loop iteration (outside any transaction).
  *
  *-------------------------------------------------------------------------
  */
 #ifndef ANOMSTREAM_OPS_H
 #define ANOMSTREAM_OPS_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "datatype/timestamp.h"
+#include "ingest/positions.h"
 
 /* session.c */
 extern void ops_harden_session(void);
@@ -35,5 +46,16 @@ extern int64 ops_apply_retention(void);
 /* scaleout.c */
 extern void ops_check_partition_counts(const char *topic1, int count1,
 									   const char *topic2, int count2);
+
+/* skip.c */
+extern void ops_skips_load(void);
+extern void ops_skips_refresh(void);
+extern const char *ops_skip_reason(const char *topic, int32 partition, int64 offset);
+extern void ops_skips_apply(int64 batch_id);
+
+/* gap.c */
+extern bool ops_reassign_requested(void);
+extern bool ops_any_gap(const PartState *parts, int nparts);
+extern void ops_gap_find_earliest(rd_kafka_t *rk, PartState *p);
 
 #endif							/* ANOMSTREAM_OPS_H */
