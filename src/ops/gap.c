@@ -43,44 +43,7 @@
 
 PG_FUNCTION_INFO_V1(anomstream_accept_gap);
 
-static bool xact_callback_registered = false;
-static bool bump_at_commit = false;
 static uint64 seen_reassign_gen = 0;
-
-/*
- * Run a statement, failing loudly on anything but the expected result.
- */
-static void
-run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "anomstream: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
-}
-
-/*
- * Tell the worker at commit that positions moved.
- */
-static void
-gap_xact_callback(XactEvent event, void *arg)
-{
-	if (!bump_at_commit)
-		return;
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
-	{
-		bump_at_commit = false;
-		if (anomstream_shared != NULL)
-		{
-			LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
-			anomstream_shared->reassign_gen++;
-			LWLockRelease(anomstream_shared->lock);
-			ops_wake_worker();
-		}
-	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		bump_at_commit = false;
-}
 
 /*
  * anomstream.accept_gap(topic, partition) → (from_offset, to_offset) of the lost range.
@@ -148,7 +111,7 @@ anomstream_accept_gap(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(topic);
 	values[1] = Int32GetDatum(partition);
 	SPI_connect();
-	run("SELECT p.durable_offset FROM anomstream.positions p"
+	ops_spi_run("SELECT p.durable_offset FROM anomstream.positions p"
 		" WHERE p.topic OPERATOR(pg_catalog.=) $1 AND p.kafka_partition OPERATOR(pg_catalog.=) $2"
 		" FOR UPDATE", 2, types, values, SPI_OK_SELECT);
 	if (SPI_processed > 0)
@@ -171,7 +134,7 @@ anomstream_accept_gap(PG_FUNCTION_ARGS)
 	values[4] = CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false));
 	values[5] = CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false));
 	if (to >= from)
-		run("INSERT INTO anomstream.gaps (topic, kafka_partition, from_offset, to_offset,"
+		ops_spi_run("INSERT INTO anomstream.gaps (topic, kafka_partition, from_offset, to_offset,"
 			" accepted_by, session_user_name)"
 			" VALUES ($1, $2, $3, $4 OPERATOR(pg_catalog.-) 1, $5, $6)",
 			6, types, values, SPI_OK_INSERT);
@@ -186,16 +149,16 @@ anomstream_accept_gap(PG_FUNCTION_ARGS)
 	}
 	if (to >= from)
 	{
-		run("INSERT INTO anomstream.positions AS p (topic, kafka_partition, durable_offset, staging_low)"
+		ops_spi_run("INSERT INTO anomstream.positions AS p (topic, kafka_partition, durable_offset, staging_low)"
 			" VALUES ($1, $2, $4, $4) ON CONFLICT (topic, kafka_partition) DO UPDATE"
 			" SET durable_offset = excluded.durable_offset, staging_low = excluded.staging_low,"
 			"     updated_at = pg_catalog.now()",
 			4, types, values, SPI_OK_INSERT);
-		run("INSERT INTO anomstream.staged_positions AS s (topic, kafka_partition, staged_offset)"
+		ops_spi_run("INSERT INTO anomstream.staged_positions AS s (topic, kafka_partition, staged_offset)"
 			" VALUES ($1, $2, $4) ON CONFLICT (topic, kafka_partition) DO UPDATE"
 			" SET staged_offset = excluded.staged_offset",
 			4, types, values, SPI_OK_INSERT);
-		run("DELETE FROM anomstream.batch_ranges r"
+		ops_spi_run("DELETE FROM anomstream.batch_ranges r"
 			" WHERE r.topic OPERATOR(pg_catalog.=) $1 AND r.kafka_partition OPERATOR(pg_catalog.=) $2"
 			"   AND r.last_offset OPERATOR(pg_catalog.<) $4",
 			4, types, values, SPI_OK_DELETE);
@@ -204,12 +167,7 @@ anomstream_accept_gap(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(gap_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-	bump_at_commit = true;
+	ops_signal_at_commit(OPS_SIGNAL_REASSIGN);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), result, rnulls)));
 }
 

@@ -47,6 +47,15 @@ extern int64 ops_apply_retention(void);
 extern void ops_check_partition_counts(const char *topic1, int count1,
 									   const char *topic2, int count2);
 
+/* signal.c */
+typedef enum OpsSignal
+{
+	OPS_SIGNAL_SKIPS = 1,		/* anomstream.skips changed: reload it */
+	OPS_SIGNAL_REASSIGN = 2		/* positions moved: re-read them and re-assign */
+} OpsSignal;
+extern void ops_signal_at_commit(OpsSignal which);
+extern void ops_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect);
+
 /* skip.c */
 extern void ops_skips_load(void);
 extern void ops_skips_refresh(void);

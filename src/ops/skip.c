@@ -56,43 +56,6 @@ static int	nskips = 0;
 static uint64 loaded_gen = 0;
 static bool loaded = false;
 
-static bool xact_callback_registered = false;
-static bool bump_at_commit = false;
-
-/*
- * Run a statement, failing loudly on anything but the expected result.
- */
-static void
-run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "anomstream: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
-}
-
-/*
- * Tell the worker at commit that anomstream.skips changed.
- */
-static void
-skip_xact_callback(XactEvent event, void *arg)
-{
-	if (!bump_at_commit)
-		return;
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
-	{
-		bump_at_commit = false;
-		if (anomstream_shared != NULL)
-		{
-			LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
-			anomstream_shared->skip_gen++;
-			LWLockRelease(anomstream_shared->lock);
-			ops_wake_worker();
-		}
-	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		bump_at_commit = false;
-}
 
 /*
  * Is topic one of anomstream.topics?
@@ -176,7 +139,7 @@ anomstream_skip(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	/* asked before (perhaps already applied): say so, whatever the position is now */
-	run("SELECT 1 FROM anomstream.skips s"
+	ops_spi_run("SELECT 1 FROM anomstream.skips s"
 		" WHERE s.topic OPERATOR(pg_catalog.=) $1 AND s.kafka_partition OPERATOR(pg_catalog.=) $2"
 		"   AND s.kafka_offset OPERATOR(pg_catalog.=) $3", 3, types, values, SPI_OK_SELECT);
 	if (SPI_processed > 0)
@@ -188,7 +151,7 @@ anomstream_skip(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	/* FOR UPDATE: a micro-batch moving this position commits before or after us, not across */
-	run("SELECT p.durable_offset FROM anomstream.positions p"
+	ops_spi_run("SELECT p.durable_offset FROM anomstream.positions p"
 		" WHERE p.topic OPERATOR(pg_catalog.=) $1 AND p.kafka_partition OPERATOR(pg_catalog.=) $2"
 		" FOR UPDATE", 2, types, values, SPI_OK_SELECT);
 	have_position = SPI_processed > 0;
@@ -211,7 +174,7 @@ anomstream_skip(PG_FUNCTION_ARGS)
 				 errdetail("The durable position of this partition is " INT64_FORMAT "; only messages at or after it can be skipped.",
 						   durable)));
 
-	run("INSERT INTO anomstream.skips (topic, kafka_partition, kafka_offset, requested_by, session_user_name)"
+	ops_spi_run("INSERT INTO anomstream.skips (topic, kafka_partition, kafka_offset, requested_by, session_user_name)"
 		" VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", 5, types, values, SPI_OK_INSERT);
 	inserted = SPI_processed > 0;
 	SPI_finish();
@@ -223,13 +186,23 @@ anomstream_skip(PG_FUNCTION_ARGS)
 						offset, topic, partition)));
 		PG_RETURN_BOOL(false);
 	}
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(skip_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-	bump_at_commit = true;
+	ops_signal_at_commit(OPS_SIGNAL_SKIPS);
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * Topic, partition and offset from columns 1-3 of SPI result row r.
+ */
+static void
+read_position(uint64 r, SkipEntry *e)
+{
+	bool		isnull;
+
+	e->topic = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+	e->partition = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2,
+											   &isnull));
+	e->offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3,
+											&isnull));
 }
 
 /*
@@ -256,7 +229,7 @@ ops_skips_load(void)
 	nskips = 0;
 
 	/* the table is missing while the extension is being created or was dropped */
-	run("SELECT pg_catalog.to_regclass('anomstream.skips') IS NOT NULL", 0, NULL, NULL,
+	ops_spi_run("SELECT pg_catalog.to_regclass('anomstream.skips') IS NOT NULL", 0, NULL, NULL,
 		SPI_OK_SELECT);
 	{
 		bool		isnull;
@@ -269,7 +242,7 @@ ops_skips_load(void)
 			return;
 		}
 	}
-	run("SELECT s.topic, s.kafka_partition, s.kafka_offset,"
+	ops_spi_run("SELECT s.topic, s.kafka_partition, s.kafka_offset,"
 		" pg_catalog.format('skipped by anomstream.skip(): requested by %s (session user %s) at %s',"
 		"   s.requested_by, s.session_user_name, s.requested_at)"
 		" FROM anomstream.skips s", 0, NULL, NULL, SPI_OK_SELECT);
@@ -279,14 +252,8 @@ ops_skips_load(void)
 		skips = palloc(sizeof(SkipEntry) * n);
 	for (uint64 r = 0; r < n; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		skips[r].topic = SPI_getvalue(tup, desc, 1);
-		skips[r].partition = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		skips[r].offset = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		skips[r].reason = SPI_getvalue(tup, desc, 4);
+		read_position(r, &skips[r]);
+		skips[r].reason = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 4);
 	}
 	nskips = (int) n;
 	MemoryContextSwitchTo(old);
@@ -344,7 +311,7 @@ ops_skips_apply(int64 batch_id)
 	Datum		values[1] = {Int64GetDatum(batch_id)};
 	uint64		n;
 
-	run("UPDATE anomstream.skips s SET applied_at = pg_catalog.now(), batch_id = $1"
+	ops_spi_run("UPDATE anomstream.skips s SET applied_at = pg_catalog.now(), batch_id = $1"
 		" FROM anomstream.batch_ranges r"
 		" WHERE r.batch_id OPERATOR(pg_catalog.=) $1"
 		"   AND r.topic OPERATOR(pg_catalog.=) s.topic"
@@ -357,20 +324,16 @@ ops_skips_apply(int64 batch_id)
 	n = SPI_processed;
 	for (uint64 r = 0; r < n; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		char	   *topic = SPI_getvalue(tup, desc, 1);
-		int32		partition = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		int64		offset = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		SkipEntry	e;
 
-		if (ops_skip_reason(topic, partition, offset) == NULL)
+		read_position(r, &e);
+		if (ops_skip_reason(e.topic, e.partition, e.offset) == NULL)
 		{
 			loaded = false;		/* reload before the retry */
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("anomstream: offset " INT64_FORMAT " of partition %s/%d was skipped while its micro-batch ran",
-							offset, topic, partition),
+							e.offset, e.topic, e.partition),
 					 errdetail("The micro-batch is retried with the message skipped.")));
 		}
 	}
