@@ -59,6 +59,7 @@ as_ops('SELECT anomstream.resume()');
 
 ok( $node->poll_query_until('postgres', qq{
 		SELECT state = 'gap' AND worker_state = 'gap' AND gap_earliest_offset > $durable
+		   AND durable_offset = next_offset
 		  FROM anomstream.status WHERE topic = 'process' AND kafka_partition = $gpart}),
 	"the partition stops with state 'gap', the worker reports 'gap', the earliest offset is known");
 my $earliest = $node->safe_psql('postgres', qq{
