@@ -165,6 +165,34 @@ ok(wait_ingested($node, 60), 'the third replay is consumed');
 $cmp = compare_staging($node);
 is($cmp->{$_}, '0', "staging and dead letters vs input with a skip ahead: $_") for sort keys %$cmp;
 
+# A skip() that commits while the micro-batch holding that message waits for the position row
+# skip() locked: the batch aborts and is retried with the message skipped.
+my $race = $node->safe_psql('postgres',
+	"SELECT max(kafka_offset) + 1 FROM t_exp_process WHERE kafka_partition = $ppart");
+my $bg = $node->background_psql('postgres', extra_params => [ '-U', 'ops' ]);
+$bg->query_safe('BEGIN');
+$bg->query_safe("SELECT anomstream.skip('process', $ppart, $race)");
+$log_offset = -s $node->logfile;
+my $log4 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
+	'--speedup', '0', '--cycles', '2', '--start-ts', '1604234000', '--seed', '4');
+load_log($node, $log4);
+ok( poll(q{SELECT count(*) = 1 FROM pg_stat_activity
+			WHERE backend_type = 'anomstream worker' AND wait_event_type = 'Lock'}),
+	'the micro-batch holding the message waits for the row lock of the uncommitted skip()');
+$bg->query_safe('COMMIT');
+$bg->quit;
+$node->safe_psql('postgres', qq{
+	DELETE FROM t_exp_process WHERE kafka_partition = $ppart AND kafka_offset = $race;
+	DELETE FROM t_bad WHERE topic = 'process' AND kafka_partition = $ppart AND kafka_offset = $race;
+	INSERT INTO t_bad VALUES ('process', $ppart, $race, 'skipped', -1)});
+ok(wait_ingested($node, 60), 'the fourth replay is consumed');
+like(slurp_file($node->logfile, $log_offset),
+	qr/offset $race of partition process\/$ppart was skipped while its micro-batch ran/,
+	'that micro-batch was aborted and retried');
+$cmp = compare_staging($node);
+is($cmp->{$_}, '0', "staging and dead letters vs input after a skip during a batch: $_")
+  for sort keys %$cmp;
+
 $node->stop;
 stop_broker($broker);
 done_testing();
