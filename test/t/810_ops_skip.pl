@@ -95,7 +95,7 @@ is($node->safe_psql('postgres',
 	"SELECT count(*) FROM anomstream.process_events WHERE kafka_partition = $ppart AND kafka_offset = $poff"),
 	'0', 'nothing of the poison message is staged');
 is($node->safe_psql('postgres',
-	"SELECT count(*) FROM anomstream.dead_letters WHERE kafka_partition = $ppart AND kafka_offset = $poff"),
+	"SELECT count(*) FROM anomstream.dead_letters WHERE topic = 'process' AND kafka_partition = $ppart AND kafka_offset = $poff"),
 	'0', 'nor dead-lettered');
 
 # Refusals, each with its SQLSTATE.
