@@ -20,7 +20,7 @@ OBJS         = $(SRCS:.c=.o)
 DATA_built   = $(EXTENSION)--$(EXTVERSION).sql
 DATA         = $(wildcard sql/$(EXTENSION)--*--*.sql) $(wildcard models/anomstream_*_default.json)
 
-PG_CPPFLAGS  = -Isrc
+PG_CPPFLAGS  = -Isrc -DANOMSTREAM_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS    = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(EXTRA_CFLAGS)
 SHLIB_LINK   = -lrdkafka -lzstd -lsnappy -lz -lpthread -lm
 

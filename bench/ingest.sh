@@ -29,21 +29,26 @@ trap cleanup EXIT
 
 now() { date +%s.%N; }
 
-# Drop and recreate the extension with the worker idle, then point it at the broker and time
-# how long it takes until ROWS rows are staged.
-ingest_run() {
-	local label=$1 scoring=$2
+# Drop and recreate the extension with the worker idle; the worker that saw the old extension
+# restarts in a fresh process: wait until the new one runs.
+fresh_extension() {
 	cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = ''" -c "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.5
 	local pid
 	pid=$(cluster_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'anomstream worker'")
 	cluster_psql -c "DROP EXTENSION IF EXISTS anomstream" -c "CREATE EXTENSION anomstream" \
 		-c "SELECT pg_reload_conf()" >/dev/null
-	# a worker that saw the extension before restarts in a fresh process: wait for it
 	for _ in $(seq 1 200); do
 		[ "$(cluster_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'anomstream worker' AND pid <> ${pid:-0}")" = 1 ] && break
 		sleep 0.1
 	done
+}
+
+# Drop and recreate the extension with the worker idle, then point it at the broker and time
+# how long it takes until ROWS rows are staged.
+ingest_run() {
+	local label=$1 scoring=$2
+	fresh_extension
 	if [ "$scoring" = off ]; then
 		# ingest alone: rows unscored (so no attack rows reach windows or joins) and the
 		# default keyed operator off
@@ -116,10 +121,8 @@ printf 'ratio ingest/COPY (rows/s, best COPY): scoring off %.2fx, with scoring %
 echo "== latency: produce at $RATE rows/s for $LAT_SECS s (real cadence off, fixed rate)"
 mock_broker_stop
 mock_broker_start "$WORK" 4
-cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = ''" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 0.5
-cluster_psql -c "DROP EXTENSION anomstream" -c "CREATE EXTENSION anomstream" \
-	-c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
+fresh_extension
+cluster_psql -c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 2
 "$T/anomstream-generate" --stream process --rows 20000 --seed 3 -o "$WORK/lp.csv"
 "$T/anomstream-generate" --stream memory --rows 20000 --seed 4 -o "$WORK/lm.csv"

@@ -119,6 +119,8 @@ anomstream_worker_state_name(WorkerState state)
 			return "claim required";
 		case WORKER_GAP:
 			return "gap";
+		case WORKER_SCHEMA_MISMATCH:
+			return "paused (schema version mismatch)";
 	}
 	return "unknown";
 }

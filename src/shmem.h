@@ -34,7 +34,8 @@ typedef enum WorkerState
 	WORKER_ERROR,
 	WORKER_PAUSED,
 	WORKER_CLAIM_REQUIRED,		/* ops: restored copy, waits for anomstream.claim() */
-	WORKER_GAP					/* ops: running, but a partition stopped at a Kafka gap */
+	WORKER_GAP,					/* ops: running, but a partition stopped at a Kafka gap */
+	WORKER_SCHEMA_MISMATCH		/* ops: library and extension schema versions differ */
 } WorkerState;
 
 /* Per topic-partition live figures */

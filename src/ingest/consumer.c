@@ -226,6 +226,13 @@ kafka_open(KafkaSource *src, char *errbuf, size_t errlen)
 		!conf_set(conf, "auto.offset.reset", "error", errbuf, errlen) ||
 		!conf_set(conf, "enable.partition.eof", "true", errbuf, errlen) ||
 		!conf_set(conf, "fetch.wait.max.ms", "50", errbuf, errlen) ||
+		/*
+		 * Prefetch more than a second of consumption: librdkafka 2.0 looks at a full
+		 * prefetch queue again only about once a second, so with the default 64 MB a
+		 * backlog is read in bursts with idle gaps (measured: 20-30 % of the catch-up time).
+		 * A limit, not an allocation; anomstream.kafka_options can lower it.
+		 */
+		!conf_set(conf, "queued.max.messages.kbytes", "262144", errbuf, errlen) ||
 		!conf_set(conf, "log.queue", "true", errbuf, errlen) ||
 		!conf_set(conf, "reconnect.backoff.ms", "1000", errbuf, errlen) ||
 		!conf_set(conf, "reconnect.backoff.max.ms", "60000", errbuf, errlen) ||

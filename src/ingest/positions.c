@@ -29,6 +29,7 @@
 
 #include "guc.h"
 #include "ingest/positions.h"
+#include "util/stmt_cache.h"
 
 /*
  * Run a statement with arguments, failing loudly on anything but the expected result.
@@ -36,10 +37,7 @@
 static void
 run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "anomstream: SPI_execute failed (%d): %s", rc, sql);
+	(void) stmt_exec(sql, nargs, types, values, nulls, expect);
 }
 
 /*

@@ -4,9 +4,8 @@
  *	  Insert one micro-batch of decoded rows into a staging table, COPY's way.
  *
  * Each stream's rows are scored first, all in one call (score/batch.c fills prediction,
- * probability and model_version). Rows go through table_multi_insert with a BulkInsertState in groups of
- * STAGING_INSERT_GROUP, and index entries (BRIN only) through ExecInsertIndexTuples: no SPI,
- * no per-row planning. Slots are created once per batch in the caller's per-batch memory
+ * probability and model_version). Rows go through bulk_insert.c (table_multi_insert in
+ * groups, index entries, constraints checked as COPY does): no SPI, no per-row planning. Slots are created once per batch in the caller's per-batch memory
  * context, which the caller resets after the transaction, so nothing survives the batch.
  * Columns are matched by name, so the table's column order is free and added columns stay
  * NULL. Must run inside the micro-batch transaction that also moves the staged positions:
@@ -25,11 +24,10 @@
 #include "nodes/makefuncs.h"
 #include "utils/rel.h"
 
+#include "ingest/bulk_insert.h"
 #include "ingest/decode_pg.h"
 #include "ingest/staging.h"
 #include "score/score.h"
-
-#define STAGING_INSERT_GROUP 1000	/* rows per table_multi_insert call, as COPY */
 
 /*
  * Name of a stream's staging table (in schema anomstream).
@@ -41,24 +39,23 @@ staging_table_name(DecodeStream stream)
 }
 
 /*
- * Insert nrows valid rows of one stream, stamped with batch_id.
+ * Insert nrows valid rows of one stream, stamped with batch_id. The scored virtual slots
+ * stay in the caller's per-batch context and are described in *out, so later steps of the
+ * same micro-batch read the batch from memory instead of from the table.
  */
 void
-staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batch_id)
+staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batch_id,
+			   StagedSlots *out)
 {
 	Relation	rel;
 	TupleDesc	tupdesc;
 	TupleDesc	slotdesc;
 	DecodeColumnMap map;
 	TupleTableSlot **slots;
-	BulkInsertState bistate;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	CommandId	cid;
+	BulkInserter *bi;
 	AttrNumber	a_kafka_ts;
-	TupleTableSlot **hslots;
-	int			ngroup;
 
+	memset(out, 0, sizeof(*out));
 	if (nrows == 0)
 		return;
 
@@ -112,49 +109,13 @@ staging_insert(DecodeStream stream, const StagedRow *rows, int nrows, int64 batc
 	/* Score the whole batch of this stream in one XGBoost call (DESIGN.md §4). */
 	anomstream_score_slots(rel, slots, nrows);
 
-	/*
-	 * Insert in groups, then the index entries of each group. Each row's heap tuple is
-	 * formed once, straight from the slot's values, into a heap slot that owns it, so
-	 * table_multi_insert copies nothing more.
-	 */
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	bistate = GetBulkInsertState();
-	cid = GetCurrentCommandId(true);
-	ngroup = Min(STAGING_INSERT_GROUP, nrows);
-	hslots = palloc(sizeof(TupleTableSlot *) * ngroup);
-	for (int i = 0; i < ngroup; i++)
-		hslots[i] = MakeTupleTableSlot(slotdesc, &TTSOpsHeapTuple);
-	for (int start = 0; start < nrows; start += STAGING_INSERT_GROUP)
-	{
-		int			n = Min(STAGING_INSERT_GROUP, nrows - start);
-
-		for (int i = 0; i < n; i++)
-		{
-			TupleTableSlot *v = slots[start + i];
-
-			ExecStoreHeapTuple(heap_form_tuple(slotdesc, v->tts_values, v->tts_isnull),
-							   hslots[i], true);
-		}
-		table_multi_insert(rel, hslots, n, cid, 0, bistate);
-		for (int i = 0; i < n; i++)
-		{
-			if (rri->ri_NumIndices > 0)
-			{
-				List	   *recheck;
-
-				recheck = ExecInsertIndexTuples(rri, hslots[i], estate, false, false,
-												NULL, NIL);
-				list_free(recheck);
-			}
-			ExecClearTuple(hslots[i]);
-		}
-		ResetPerTupleExprContext(estate);
-	}
-	FreeBulkInsertState(bistate);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
+	bi = bulk_insert_begin(rel);
+	for (int i = 0; i < nrows; i++)
+		bulk_insert_row(bi, slots[i]->tts_values, slots[i]->tts_isnull);
+	(void) bulk_insert_end(bi);
 	table_close(rel, NoLock);
+
+	out->desc = slotdesc;
+	out->slots = slots;
+	out->nrows = nrows;
 }

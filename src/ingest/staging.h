@@ -10,7 +10,9 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "executor/tuptable.h"
 
 #include "ingest/decode.h"
 
@@ -24,8 +26,20 @@ typedef struct StagedRow
 	TimestampTz kafka_timestamp;	/* Kafka message timestamp, DT_NOBEGIN if none */
 } StagedRow;
 
+/*
+ * One stream's rows of a micro-batch as staged: scored virtual slots over a copy of the
+ * staging table's descriptor, in consumption order (per partition: ascending offset), alive
+ * in the worker's per-batch memory context until the batch is reset.
+ */
+typedef struct StagedSlots
+{
+	TupleDesc	desc;
+	TupleTableSlot **slots;
+	int			nrows;
+} StagedSlots;
+
 extern void staging_insert(DecodeStream stream, const StagedRow *rows, int nrows,
-						   int64 batch_id);
+						   int64 batch_id, StagedSlots *out);
 extern const char *staging_table_name(DecodeStream stream);
 
 #endif							/* ANOMSTREAM_STAGING_H */

@@ -301,6 +301,17 @@ anomstream_worker_main(Datum arg)
 			ready = NULL;
 			need_setup = true;
 		}
+		/* ops: a library of another schema version consumes nothing (checked once a second) */
+		if (!need_setup && !ops_schema_version_ok(false))
+		{
+			if (ready)
+			{
+				batch_reset(ready);	/* collected, not committed: read again after the update */
+				ready = NULL;
+			}
+			teardown();
+			need_setup = true;
+		}
 		if (need_setup)
 		{
 			if (!setup())
@@ -430,6 +441,14 @@ setup(void)
 		proc_exit(1);
 	}
 	known_extension = ext;
+
+	/* ops: the tables must have the shape this library writes */
+	if (!ops_schema_version_ok(true))
+	{
+		anomstream_set_state(WORKER_SCHEMA_MISMATCH, NULL);
+		wait_ms(EXTENSION_WAIT_MS);
+		return false;
+	}
 
 	/* ops: a restored copy consumes nothing until anomstream.claim() */
 	if (!ops_claim_ok())
@@ -859,6 +878,7 @@ commit_batch(Batch *b)
 	TimestampTz start = GetCurrentTimestamp();
 	int64		batch_id;
 	double		ms;
+	StagedSlots staged[DECODE_NSTREAMS];
 
 	ops_skips_refresh();		/* ops: skips requested since the last batch */
 	absorb_batch(b);
@@ -881,11 +901,11 @@ commit_batch(Batch *b)
 		MemoryContext old = MemoryContextSwitchTo(b->cxt);
 
 		for (int s = 0; s < DECODE_NSTREAMS; s++)
-			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id);
+			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id, &staged[s]);
 		MemoryContextSwitchTo(old);
 	}
 	positions_summarize_staging();
-	pipeline_process_batch(batch_id, parts, nparts);	/* windows, join, late rows */
+	pipeline_process_batch(batch_id, parts, nparts, staged);	/* windows, join, late rows */
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);

@@ -421,10 +421,15 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill)
 
 	/*
 	 * Grouping a batch sorts up to max_batch_rows rows: give the operator's queries room
-	 * to sort in memory (restored at the end, or by the subtransaction's abort).
+	 * to sort in memory (restored at the end, or by the subtransaction's abort). Staging's
+	 * planner statistics lag behind its growth, and a sequential scan would make every
+	 * batch cost as much as all of staging: the batch's rows come through the BRIN index
+	 * on batch_id.
 	 */
 	outer_nest = NewGUCNestLevel();
 	(void) set_config_option("work_mem", KEYED_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 
 	/*

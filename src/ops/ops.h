@@ -16,7 +16,9 @@
  *	  micro-batch transaction after the positions are recorded;
  *	- ops_gap_find_earliest() when a partition stops at a gap (and while its earliest offset
  *	  is unknown), ops_any_gap() for the worker state, ops_reassign_requested() at the top
- *	  of every loop iteration (outside any transaction).
+ *	  of every loop iteration (outside any transaction);
+ *	- ops_schema_version_ok() in setup() and at the top of every loop iteration (outside any
+ *	  transaction).
  *
  *-------------------------------------------------------------------------
  */
@@ -66,5 +68,7 @@ extern void ops_skips_apply(int64 batch_id);
 extern bool ops_reassign_requested(void);
 extern bool ops_any_gap(const PartState *parts, int nparts);
 extern void ops_gap_find_earliest(rd_kafka_t *rk, PartState *p);
+/* schema_version.c */
+extern bool ops_schema_version_ok(bool force);
 
 #endif							/* ANOMSTREAM_OPS_H */

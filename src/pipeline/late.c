@@ -4,64 +4,222 @@
  *	  Take over one stream's rows of the current micro-batch: classify late rows and buffer
  *	  the attack rows (DESIGN.md §5, §6).
  *
- * One statement per stream, set-based over the batch's staging rows (WHERE batch_id = $1,
- * the BRIN index), never over rows of earlier batches. Rows below the partition's durable
- * offset are refill rows that every durable consumer already took over: they are skipped.
- * For the others, W_p(o) = max(stored maximum, event_time of this batch's rows of the
- * partition at offsets < o) - lateness: the per-message advance in offset order, computed
- * by a window function. A row is late with reason partition_watermark if event_time <
- * W_p(o), else behind_pipeline_watermark if event_time < W (the W before this batch).
- * Late rows go to anomstream.late_rows; non-late attack rows (prediction = 1, machine and
- * cmd_pid not NULL) go to the stream's join buffer stamped with the batch id, from where
- * join.c and windows.c take the batch's delta.
+ * The batch's rows are read from memory (the scored slots staging_insert() left in the
+ * worker's per-batch context), never from staging, so the cost is that of the batch alone.
+ * Rows below the partition's durable offset are refill rows that every durable consumer
+ * already took over: they are skipped. For the others, in offset order per partition,
+ * W_p(o) = max(stored maximum, event_time of this batch's rows of the partition at offsets
+ * < o) - lateness: rows of one message never make each other late. A row is late with
+ * reason partition_watermark if event_time < W_p(o), else behind_pipeline_watermark if
+ * event_time < W (the W before this batch). Late rows go to anomstream.late_rows (one
+ * statement over arrays: they are few); non-late attack rows (prediction = 1, machine and
+ * cmd_pid not NULL) go to the stream's join buffer through bulk_insert.c, stamped with the
+ * batch id, from where join.c and windows.c take the batch's delta.
  *
- * Staging's planner statistics lag (it grows and is trimmed all the time) and a sequential
- * scan would make every batch cost as much as all of staging, so this statement runs with
- * sequential scans off (a GUC nest level, undone on return or by an abort): the batch's
- * rows come through the BRIN index on batch_id.
+ * Invariants: the per-partition figures (rows, late counts, newest event_time) cover every
+ * non-refill row of the batch exactly once; memory is the caller's (SPI procedure)
+ * context.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "lib/stringinfo.h"
+#include "executor/tuptable.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "ingest/bulk_insert.h"
 #include "ingest/decode.h"
 #include "pipeline/pipeline_int.h"
 
-/* Columns copied into the join buffers, beyond the common ones */
-static const char *const process_cols =
-"sequence, pid, trun, tslpi, tslpu, poli, nice, pri, rtpr, cpunr, status, exc, state, cpu, cmd";
-static const char *const memory_cols =
-"sequence, pid, minflt, majflt, vstext, vsize, rsize, vgrow, rgrow, mem, cmd";
+/* What a row of the batch is */
+typedef enum RowClass
+{
+	ROW_ON_TIME,
+	ROW_LATE_PARTITION,
+	ROW_LATE_PIPELINE
+} RowClass;
+
+/* Per partition of the stream, while walking the batch */
+typedef struct PartWalk
+{
+	PartWatermark *w;
+	int64		durable;		/* rows below: refill only */
+	bool		has_before;
+	TimestampTz max_before;		/* over stored max and rows at earlier offsets */
+	int64		cur_offset;
+	bool		has_cur;
+	TimestampTz max_cur;		/* over rows at cur_offset */
+	bool		has_batch_max;
+	TimestampTz batch_max;		/* over all rows taken over (late ones too) */
+	int64		rows;
+	int64		late_partition;
+	int64		late_pipeline;
+} PartWalk;
+
+/* The late rows of the batch, as arrays for one INSERT */
+typedef struct LateRows
+{
+	int			n;
+	int			cap;
+	Datum	   *partition;
+	Datum	   *offset;
+	Datum	   *row_index;
+	Datum	   *event_time;
+	Datum	   *watermark;
+	Datum	   *reason;
+	Datum	   *machine;
+	bool	   *machine_null;
+	Datum	   *cmd_pid;
+	bool	   *cmd_pid_null;
+	Datum	   *prediction;
+	bool	   *prediction_null;
+} LateRows;
+
+/* Attribute numbers (0-based) of the staging columns this file reads */
+typedef struct StagingCols
+{
+	int			event_time;
+	int			machine;
+	int			cmd_pid;
+	int			prediction;
+	int			partition;
+	int			offset;
+	int			row_index;
+} StagingCols;
+
+static int
+attno_of(TupleDesc desc, const char *name)
+{
+	for (int a = 0; a < desc->natts; a++)
+		if (!TupleDescAttr(desc, a)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, a)->attname), name) == 0)
+			return a;
+	return -1;
+}
+
+static void
+late_add(LateRows *l, const TupleTableSlot *slot, const StagingCols *c, TimestampTz wm,
+		 RowClass cls)
+{
+	if (l->n == l->cap)
+	{
+		l->cap = l->cap ? l->cap * 2 : 64;
+#define GROW(f) l->f = l->f ? repalloc(l->f, sizeof(*l->f) * l->cap) : palloc(sizeof(*l->f) * l->cap)
+		GROW(partition);
+		GROW(offset);
+		GROW(row_index);
+		GROW(event_time);
+		GROW(watermark);
+		GROW(reason);
+		GROW(machine);
+		GROW(machine_null);
+		GROW(cmd_pid);
+		GROW(cmd_pid_null);
+		GROW(prediction);
+		GROW(prediction_null);
+#undef GROW
+	}
+	l->partition[l->n] = slot->tts_values[c->partition];
+	l->offset[l->n] = slot->tts_values[c->offset];
+	l->row_index[l->n] = slot->tts_values[c->row_index];
+	l->event_time[l->n] = slot->tts_values[c->event_time];
+	l->watermark[l->n] = TimestampTzGetDatum(wm);
+	l->reason[l->n] = CStringGetTextDatum(cls == ROW_LATE_PARTITION
+										  ? "partition_watermark"
+										  : "behind_pipeline_watermark");
+	l->machine[l->n] = slot->tts_values[c->machine];
+	l->machine_null[l->n] = slot->tts_isnull[c->machine];
+	l->cmd_pid[l->n] = slot->tts_values[c->cmd_pid];
+	l->cmd_pid_null[l->n] = slot->tts_isnull[c->cmd_pid];
+	l->prediction[l->n] = slot->tts_values[c->prediction];
+	l->prediction_null[l->n] = slot->tts_isnull[c->prediction];
+	l->n++;
+}
+
+static void
+late_insert(const LateRows *l, const char *topic, int64 batch_id)
+{
+	Oid			types[12] = {TEXTOID, INT4ARRAYOID, INT8ARRAYOID, INT4ARRAYOID,
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+	INT4ARRAYOID, INT8OID};
+	Datum		values[11];
+
+	if (l->n == 0)
+		return;
+	values[0] = CStringGetTextDatum(topic);
+	values[1] = pl_array(l->partition, NULL, l->n, INT4OID);
+	values[2] = pl_array(l->offset, NULL, l->n, INT8OID);
+	values[3] = pl_array(l->row_index, NULL, l->n, INT4OID);
+	values[4] = pl_array(l->event_time, NULL, l->n, TIMESTAMPTZOID);
+	values[5] = pl_array(l->watermark, NULL, l->n, TIMESTAMPTZOID);
+	values[6] = pl_array(l->reason, NULL, l->n, TEXTOID);
+	values[7] = pl_array(l->machine, l->machine_null, l->n, INT4OID);
+	values[8] = pl_array(l->cmd_pid, l->cmd_pid_null, l->n, TEXTOID);
+	values[9] = pl_array(l->prediction, l->prediction_null, l->n, INT4OID);
+	values[10] = Int64GetDatum(batch_id);
+	pl_exec("INSERT INTO anomstream.late_rows (topic, kafka_partition, kafka_offset, row_index,"
+			" event_time, watermark, reason, machine, cmd_pid, prediction, batch_id)"
+			" SELECT $1, u.*, $11 FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10) AS u",
+			11, types, values, NULL, SPI_OK_INSERT);
+}
 
 /*
- * Classify and buffer the batch's rows of one stream; updates the partitions' maxima and
- * counts in run.
+ * For each column of the join buffer, the staging column of the same name (-1: batch_id,
+ * which is this batch's id).
+ */
+static int *
+join_column_map(TupleDesc jdesc, TupleDesc sdesc, const char *jname)
+{
+	int		   *map = palloc(sizeof(int) * jdesc->natts);
+
+	for (int a = 0; a < jdesc->natts; a++)
+	{
+		const char *name = NameStr(TupleDescAttr(jdesc, a)->attname);
+
+		if (TupleDescAttr(jdesc, a)->attisdropped)
+			map[a] = -2;
+		else if (strcmp(name, "batch_id") == 0)
+			map[a] = -1;
+		else if ((map[a] = attno_of(sdesc, name)) < 0)
+			elog(ERROR, "anomstream: join buffer column \"%s\" of %s has no staging column",
+				 name, jname);
+	}
+	return map;
+}
+
+/*
+ * Classify and take over one stream's rows of this micro-batch.
  */
 void
-late_classify(PipelineRun *run, int stream)
+late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 {
-	const char *name = stream == STREAM_PROCESS ? "process" : "memory";
-	const char *cols = stream == STREAM_PROCESS ? process_cols : memory_cols;
+	const char *jname = stream == STREAM_PROCESS ? "join_process" : "join_memory";
 	const char *topic = NULL;
-	StringInfoData sql;
-	int			n = 0;
-	int32	   *partitions = palloc(sizeof(int32) * Max(run->npw, 1));
-	int64	   *durable = palloc(sizeof(int64) * Max(run->npw, 1));
-	TimestampTz *prev = palloc(sizeof(TimestampTz) * Max(run->npw, 1));
-	bool	   *prevnull = palloc(sizeof(bool) * Max(run->npw, 1));
-	Oid			types[7] = {INT8OID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
-	INTERVALOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[7];
-	uint64		nres;
-	int			nestlevel;
+	PartWalk   *walk;
+	int			nwalk = 0;
+	int32		maxpart = -1;
+	int		   *bypart;
+	StagingCols c;
+	LateRows	late;
+	Relation	jrel;
+	int		   *jmap;
+	BulkInserter *bi;
+	Datum	   *jvalues;
+	bool	   *jnulls;
+	int64		lateness_us = (int64) run->s.lateness_ms * 1000;
 
+	if (staged == NULL || staged->nrows == 0)
+		return;
+
+	/* the stream's partitions in this batch */
+	walk = palloc0(sizeof(PartWalk) * Max(run->npw, 1));
 	for (int i = 0; i < run->npw; i++)
 	{
 		PartWatermark *w = &run->pw[i];
@@ -69,94 +227,155 @@ late_classify(PipelineRun *run, int stream)
 		if ((int) w->part->stream != stream || !w->part->in_batch)
 			continue;
 		topic = w->part->topic;
-		partitions[n] = w->part->partition;
-		durable[n] = w->part->durable_offset;
-		prev[n] = w->max_event_time;
-		prevnull[n] = !w->has_max;
-		n++;
+		walk[nwalk].w = w;
+		walk[nwalk].durable = w->part->durable_offset;
+		walk[nwalk].has_before = w->has_max;
+		walk[nwalk].max_before = w->max_event_time;
+		walk[nwalk].cur_offset = -1;
+		maxpart = Max(maxpart, w->part->partition);
+		nwalk++;
 	}
-	if (n == 0)
+	if (nwalk == 0)
 		return;
+	bypart = palloc(sizeof(int) * (maxpart + 1));
+	for (int p = 0; p <= maxpart; p++)
+		bypart[p] = -1;
+	for (int i = 0; i < nwalk; i++)
+		bypart[walk[i].w->part->partition] = i;
 
-	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "WITH b AS ("
-					 " SELECT e.*, GREATEST(d.prev_max, max(e.event_time) OVER ("
-					 "   PARTITION BY e.kafka_partition ORDER BY e.kafka_offset"
-					 "   RANGE BETWEEN UNBOUNDED PRECEDING AND CAST(1 AS bigint) PRECEDING)) - $5 AS wp"
-					 " FROM anomstream.%s_events e"
-					 " JOIN unnest($2, $3, $4) AS d(part, durable, prev_max) ON d.part = e.kafka_partition"
-					 " WHERE e.batch_id = $1 AND e.kafka_offset >= d.durable"
-					 "), c AS ("
-					 " SELECT b.*, CASE WHEN b.event_time < b.wp THEN 'partition_watermark'"
-					 "                  WHEN b.event_time < $6 THEN 'behind_pipeline_watermark' END AS late"
-					 " FROM b"
-					 "), l AS ("
-					 " INSERT INTO anomstream.late_rows (topic, kafka_partition, kafka_offset, row_index,"
-					 "   event_time, watermark, reason, machine, cmd_pid, prediction, batch_id)"
-					 " SELECT $7, kafka_partition, kafka_offset, row_index, event_time,"
-					 "   CASE WHEN late = 'partition_watermark' THEN wp ELSE $6 END, late, machine,"
-					 "   cmd_pid, prediction, $1"
-					 " FROM c WHERE late IS NOT NULL RETURNING 1"
-					 "), j AS ("
-					 " INSERT INTO anomstream.join_%s (event_time, machine, cmd_pid, %s, prediction,"
-					 "   probability, model_version, kafka_partition, kafka_offset, row_index, batch_id)"
-					 " SELECT event_time, machine, cmd_pid, %s, prediction, probability, model_version,"
-					 "   kafka_partition, kafka_offset, row_index, $1"
-					 " FROM c WHERE late IS NULL AND prediction = 1 AND machine IS NOT NULL"
-					 "   AND cmd_pid IS NOT NULL AND event_time IS NOT NULL RETURNING 1"
-					 ")"
-					 " SELECT kafka_partition, max(event_time), count(*),"
-					 "   count(*) FILTER (WHERE late = 'partition_watermark'),"
-					 "   count(*) FILTER (WHERE late = 'behind_pipeline_watermark'),"
-					 "   (SELECT count(*) FROM j), (SELECT count(*) FROM l)"
-					 " FROM c GROUP BY kafka_partition",
-					 name, name, cols, cols);
+	c.event_time = attno_of(staged->desc, "event_time");
+	c.machine = attno_of(staged->desc, "machine");
+	c.cmd_pid = attno_of(staged->desc, "cmd_pid");
+	c.prediction = attno_of(staged->desc, "prediction");
+	c.partition = attno_of(staged->desc, "kafka_partition");
+	c.offset = attno_of(staged->desc, "kafka_offset");
+	c.row_index = attno_of(staged->desc, "row_index");
+	if (c.event_time < 0 || c.machine < 0 || c.cmd_pid < 0 || c.prediction < 0 ||
+		c.partition < 0 || c.offset < 0 || c.row_index < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("staging table of stream \"%s\" lacks a column the pipeline reads",
+						stream == STREAM_PROCESS ? "process" : "memory")));
 
-	values[0] = Int64GetDatum(run->batch_id);
-	values[1] = pl_int4_array(partitions, n);
-	values[2] = pl_int8_array(durable, n);
-	values[3] = pl_timestamptz_array(prev, prevnull, n);
-	values[4] = run->s.lateness;
-	values[5] = TimestampTzGetDatum(run->watermark_old);
-	values[6] = CStringGetTextDatum(topic);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	nres = pl_exec(sql.data, 7, types, values, NULL, SPI_OK_SELECT);
-	AtEOXact_GUC(true, nestlevel);
+	jrel = table_openrv(makeRangeVar("anomstream", (char *) jname, -1), RowExclusiveLock);
+	jmap = join_column_map(RelationGetDescr(jrel), staged->desc, jname);
+	jvalues = palloc(sizeof(Datum) * RelationGetDescr(jrel)->natts);
+	jnulls = palloc(sizeof(bool) * RelationGetDescr(jrel)->natts);
+	bi = bulk_insert_begin(jrel);
+	memset(&late, 0, sizeof(late));
 
-	for (uint64 r = 0; r < nres; r++)
+	for (int r = 0; r < staged->nrows; r++)
 	{
-		bool		isnull;
-		int32		partition = DatumGetInt32(pl_get(r, 1, &isnull));
-		Datum		maxd = pl_get(r, 2, &isnull);
-		bool		maxnull = isnull;
-		PartWatermark *w = watermark_find(run, stream, partition);
+		TupleTableSlot *slot = staged->slots[r];
+		int32		partition = DatumGetInt32(slot->tts_values[c.partition]);
+		int64		offset = DatumGetInt64(slot->tts_values[c.offset]);
+		TimestampTz et;
+		PartWalk   *pw;
+		RowClass	cls = ROW_ON_TIME;
+		TimestampTz wm = 0;
 
-		if (w == NULL)
-			elog(ERROR, "anomstream: staged rows of unassigned partition %s/%d", name, partition);
-		if (!maxnull)
+		if (partition < 0 || partition > maxpart || bypart[partition] < 0)
+			elog(ERROR, "anomstream: staged rows of unassigned partition %s/%d",
+				 stream == STREAM_PROCESS ? "process" : "memory", partition);
+		pw = &walk[bypart[partition]];
+		if (offset < pw->durable)
+			continue;			/* refill: every consumer has it */
+		if (offset != pw->cur_offset)
 		{
-			TimestampTz m = DatumGetTimestampTz(maxd);
-
-			if (!w->has_max || m > w->max_event_time)
+			if (offset < pw->cur_offset)
+				elog(ERROR, "anomstream: batch rows of partition %d out of offset order", partition);
+			if (pw->has_cur && (!pw->has_before || pw->max_cur > pw->max_before))
 			{
-				w->max_event_time = m;
+				pw->max_before = pw->max_cur;
+				pw->has_before = true;
+			}
+			pw->cur_offset = offset;
+			pw->has_cur = false;
+		}
+		pw->rows++;
+		if (slot->tts_isnull[c.event_time])
+			continue;			/* not late, takes part in nothing timed */
+		et = DatumGetTimestampTz(slot->tts_values[c.event_time]);
+		if (!pw->has_cur || et > pw->max_cur)
+		{
+			pw->max_cur = et;
+			pw->has_cur = true;
+		}
+		if (!pw->has_batch_max || et > pw->batch_max)
+		{
+			pw->batch_max = et;
+			pw->has_batch_max = true;
+		}
+
+		if (pw->has_before && et < pw->max_before - lateness_us)
+		{
+			cls = ROW_LATE_PARTITION;
+			wm = pw->max_before - lateness_us;
+			pw->late_partition++;
+		}
+		else if (et < run->watermark_old)
+		{
+			cls = ROW_LATE_PIPELINE;
+			wm = run->watermark_old;
+			pw->late_pipeline++;
+		}
+		if (cls != ROW_ON_TIME)
+		{
+			late_add(&late, slot, &c, wm, cls);
+			continue;
+		}
+		if (slot->tts_isnull[c.prediction] || DatumGetInt32(slot->tts_values[c.prediction]) != 1 ||
+			slot->tts_isnull[c.machine] || slot->tts_isnull[c.cmd_pid])
+			continue;
+		for (int a = 0; a < RelationGetDescr(jrel)->natts; a++)
+		{
+			if (jmap[a] == -1)
+			{
+				jvalues[a] = Int64GetDatum(run->batch_id);
+				jnulls[a] = false;
+			}
+			else if (jmap[a] == -2)
+			{
+				jvalues[a] = (Datum) 0;
+				jnulls[a] = true;
+			}
+			else
+			{
+				jvalues[a] = slot->tts_values[jmap[a]];
+				jnulls[a] = slot->tts_isnull[jmap[a]];
+			}
+		}
+		bulk_insert_row(bi, jvalues, jnulls);
+	}
+	run->attack_rows[stream] = (int64) bulk_insert_end(bi);
+	table_close(jrel, NoLock);
+	late_insert(&late, topic, run->batch_id);
+
+	for (int i = 0; i < nwalk; i++)
+	{
+		PartWalk   *pw = &walk[i];
+		PartWatermark *w = pw->w;
+
+		if (pw->rows == 0)
+			continue;			/* refill rows only */
+		if (pw->has_batch_max)
+		{
+			if (!w->has_max || pw->batch_max > w->max_event_time)
+			{
+				w->max_event_time = pw->batch_max;
 				w->has_max = true;
 			}
-			if (!run->has_event_time || m > run->max_event_time_seen)
-				run->max_event_time_seen = m;
+			if (!run->has_event_time || pw->batch_max > run->max_event_time_seen)
+				run->max_event_time_seen = pw->batch_max;
 			run->has_event_time = true;
 		}
-		w->rows += DatumGetInt64(pl_get(r, 3, &isnull));
-		w->late_partition += DatumGetInt64(pl_get(r, 4, &isnull));
-		w->late_pipeline += DatumGetInt64(pl_get(r, 5, &isnull));
+		w->rows += pw->rows;
+		w->late_partition += pw->late_partition;
+		w->late_pipeline += pw->late_pipeline;
 		w->has_last_data = true;
 		w->last_data_at = run->now;
 		w->dirty = true;
-		run->rows += DatumGetInt64(pl_get(r, 3, &isnull));
-		run->late_rows += DatumGetInt64(pl_get(r, 4, &isnull)) + DatumGetInt64(pl_get(r, 5, &isnull));
-		run->attack_rows[stream] = DatumGetInt64(pl_get(r, 6, &isnull));
+		run->rows += pw->rows;
+		run->late_rows += pw->late_partition + pw->late_pipeline;
 	}
 }

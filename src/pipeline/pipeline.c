@@ -5,7 +5,8 @@
  *	  bookkeeping, retention and alerts (DESIGN.md §5-§7).
  *
  * pipeline_process_batch() runs inside the worker's micro-batch transaction, after the
- * staging rows were inserted and before the positions move:
+ * staging rows were inserted and before the positions move; it reads the batch's rows from
+ * the slots staging left in memory, never from staging:
  *	 settings check → load W and partition state → per stream: late rows and join buffers
  *	 (late.c) → pairs (join.c) → window keys and potential_attacks (windows.c) → new W_p and
  *	 idleness → W → close windows → evict state → batch record → NOTIFY.
@@ -170,7 +171,7 @@ record(PipelineRun *run, bool batch, double ms)
  * (aborting the batch) when the semantic settings changed (config pending).
  */
 void
-pipeline_process_batch(int64 batch_id, PartState *parts, int nparts)
+pipeline_process_batch(int64 batch_id, PartState *parts, int nparts, const StagedSlots *staged)
 {
 	PipelineRun run;
 	TimestampTz start = GetCurrentTimestamp();
@@ -184,7 +185,7 @@ pipeline_process_batch(int64 batch_id, PartState *parts, int nparts)
 	watermark_load(&run, parts, nparts);
 
 	for (int s = 0; s < DECODE_NSTREAMS; s++)
-		late_classify(&run, s);
+		late_classify(&run, s, &staged[s]);
 	join_emit_pairs(&run);
 	windows_update(&run);
 

@@ -18,6 +18,7 @@
 #include "utils/array.h"
 
 #include "ingest/positions.h"
+#include "ingest/staging.h"
 
 /* The semantic settings a run uses (DESIGN.md §7: equal to anomstream.pipeline_config) */
 typedef struct PipelineSettings
@@ -93,7 +94,7 @@ extern bool watermark_advance(PipelineRun *run);
 extern void watermark_save(PipelineRun *run);
 
 /* late.c */
-extern void late_classify(PipelineRun *run, int stream);
+extern void late_classify(PipelineRun *run, int stream, const StagedSlots *staged);
 
 /* join.c */
 extern void join_emit_pairs(PipelineRun *run);

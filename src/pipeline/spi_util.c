@@ -18,19 +18,17 @@
 #include "utils/timestamp.h"
 
 #include "pipeline/pipeline_int.h"
+#include "util/stmt_cache.h"
 
 /*
- * Run a statement; anything but the expected SPI result is an internal error.
+ * Run a statement (planned once per process); anything but the expected SPI result is an
+ * internal error.
  */
 uint64
 pl_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 		int expect)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "anomstream: pipeline statement failed (%d): %s", rc, sql);
-	return SPI_processed;
+	return stmt_exec(sql, nargs, types, values, nulls, expect);
 }
 
 /*
