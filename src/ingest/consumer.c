@@ -27,6 +27,7 @@
 
 #include "guc.h"
 #include "ingest/consumer.h"
+#include "ops/ops.h"
 
 #define METADATA_TIMEOUT_MS 5000
 #define LOG_INTERVAL_MS 10000		/* at most one log line per kind per interval */
@@ -317,12 +318,14 @@ partition_selected(int32 p)
 
 /*
  * Ask the brokers for both topics' partitions. Returns the number of selected partitions
- * (*parts palloc'd in CurrentMemoryContext) or -1 on error.
+ * (*parts palloc'd in CurrentMemoryContext) or -1 on error. Raises an error when
+ * anomstream.partitions is set and the topics have different partition counts.
  */
 int
 kafka_list_partitions(KafkaSource *src, PartState **parts, char *errbuf, size_t errlen)
 {
 	int			n = 0;
+	int			counts[DECODE_NSTREAMS];
 	PartState  *out = palloc0(sizeof(PartState) * ANOMSTREAM_MAX_PARTITIONS);
 
 	for (int s = 0; s < DECODE_NSTREAMS; s++)
@@ -346,7 +349,7 @@ kafka_list_partitions(KafkaSource *src, PartState **parts, char *errbuf, size_t 
 			rd_kafka_metadata_destroy(md);
 			return -1;
 		}
-		src->partition_count[s] = md->topics[0].partition_cnt;
+		counts[s] = md->topics[0].partition_cnt;
 		for (int i = 0; i < md->topics[0].partition_cnt; i++)
 		{
 			int32		p = md->topics[0].partitions[i].id;
@@ -367,6 +370,15 @@ kafka_list_partitions(KafkaSource *src, PartState **parts, char *errbuf, size_t 
 			n++;
 		}
 		rd_kafka_metadata_destroy(md);
+	}
+
+	/* ops: servers splitting the partitions need equal partition counts (DESIGN.md §11) */
+	if (anomstream_partitions && anomstream_partitions[0] != '\0' &&
+		counts[STREAM_PROCESS] != counts[STREAM_MEMORY])
+	{
+		pfree(out);
+		ops_check_partition_counts(src->topics[STREAM_PROCESS], counts[STREAM_PROCESS],
+								   src->topics[STREAM_MEMORY], counts[STREAM_MEMORY]);
 	}
 	*parts = out;
 	return n;

@@ -27,7 +27,6 @@ typedef struct KafkaSource
 	char	   *topics[DECODE_NSTREAMS];	/* malloc'd topic names, by stream */
 	bool		all_brokers_down;	/* set by the error callback, cleared on data */
 	char		last_error[256];
-	int			partition_count[DECODE_NSTREAMS];	/* whole topic, by stream (metadata) */
 } KafkaSource;
 
 extern bool kafka_open(KafkaSource *src, char *errbuf, size_t errlen);

@@ -65,6 +65,7 @@
 #define RETENTION_INTERVAL_MS 10000
 #define METADATA_INTERVAL_MS 30000
 #define EXTENSION_WAIT_MS 5000
+#define RECOVERY_WAIT_MS 1000		/* a standby's worker checks for promotion this often */
 #define DECODE_RUN 256				/* messages per decode job while collecting */
 
 /*
@@ -134,7 +135,8 @@ anomstream_worker_register(void)
 		return;
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* Started on a hot standby too: it waits there (visibly) and runs once promoted. */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	/* After a crash the postmaster restarts everything; restart us soon, not at once. */
 	worker.bgw_restart_time = RESTART_SECONDS;
 	strlcpy(worker.bgw_library_name, "anomstream", BGW_MAXLEN);
@@ -415,10 +417,21 @@ setup(void)
 	bool		refill;
 	Oid			ext;
 
+	/*
+	 * A standby consumes nothing; after promotion its UNLOGGED staging is empty (no marker),
+	 * so positions_prepare_start() refills it from staging_low. A promoted standby keeps
+	 * the primary's system identifier, so the claim check below lets it run.
+	 */
 	if (RecoveryInProgress())
 	{
+		static bool recovery_logged = false;
+
+		if (!recovery_logged)
+			ereport(LOG,
+					(errmsg("anomstream: the server is in recovery; waiting for promotion before consuming")));
+		recovery_logged = true;
 		anomstream_set_state(WORKER_WAITING_FOR_RECOVERY, NULL);
-		wait_ms(EXTENSION_WAIT_MS);
+		wait_ms(RECOVERY_WAIT_MS);
 		return false;
 	}
 	ext = extension_oid();
@@ -497,12 +510,6 @@ setup(void)
 		wait_ms(backoff_ms);
 		return false;
 	}
-	/* ops: servers splitting the partitions need equal partition counts (DESIGN.md §11) */
-	if (anomstream_partitions[0] != '\0')
-		ops_check_partition_counts(source.topics[STREAM_PROCESS],
-								   source.partition_count[STREAM_PROCESS],
-								   source.topics[STREAM_MEMORY],
-								   source.partition_count[STREAM_MEMORY]);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

@@ -10,7 +10,8 @@
  *	- ops_claim_ok() in setup() before Kafka is opened (outside any transaction);
  *	- ops_claim_verify() inside every micro-batch transaction, SPI connected;
  *	- ops_apply_retention() inside run_retention()'s transaction, SPI connected;
- *	- ops_check_partition_counts() when the topics' partition counts are known;
+ *	- ops_check_partition_counts() from kafka_list_partitions() (src/ingest/consumer.c),
+ *	  when anomstream.partitions is set and the topics' partition counts differ;
  *	- ops_skips_load() in setup()'s transaction, ops_skips_refresh() before a batch is
  *	  absorbed, ops_skip_reason() per message while absorbing, ops_skips_apply() inside the
  *	  micro-batch transaction after the positions are recorded;

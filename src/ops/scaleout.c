@@ -6,7 +6,9 @@
  * Each server consumes a fixed list of partitions (anomstream.partitions) of both topics, and
  * producers key messages by machine. A machine's process and memory rows meet on one server
  * only if both topics split machines the same way, which needs equal partition counts: the
- * pipeline worker calls ops_check_partition_counts() with both counts before assigning.
+ * pipeline worker's kafka_list_partitions() calls ops_check_partition_counts() with both
+ * counts before assigning, whenever anomstream.partitions is set. The union of the servers'
+ * results is built in SQL (sql/install/92_scaleout.sql, postgres_fdw).
  *
  *-------------------------------------------------------------------------
  */
