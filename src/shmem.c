@@ -117,6 +117,8 @@ anomstream_worker_state_name(WorkerState state)
 			return "paused";
 		case WORKER_CLAIM_REQUIRED:
 			return "claim required";
+		case WORKER_GAP:
+			return "gap";
 		case WORKER_SCHEMA_MISMATCH:
 			return "paused (schema version mismatch)";
 	}

@@ -34,6 +34,7 @@ typedef enum WorkerState
 	WORKER_ERROR,
 	WORKER_PAUSED,
 	WORKER_CLAIM_REQUIRED,		/* ops: restored copy, waits for anomstream.claim() */
+	WORKER_GAP,					/* ops: running, but a partition stopped at a Kafka gap */
 	WORKER_SCHEMA_MISMATCH		/* ops: library and extension schema versions differ */
 } WorkerState;
 
@@ -49,6 +50,9 @@ typedef struct PartitionStatus
 	int64		dead_letters;	/* dead letters written since worker start */
 	bool		caught_up;		/* read up to the high watermark */
 	TimestampTz last_message_at;	/* wall-clock time of the last message */
+	/* ops (src/ops/gap.c): stopped at a position Kafka no longer has */
+	bool		gap;
+	int64		gap_low;		/* earliest offset Kafka still has, -1 unknown */
 } PartitionStatus;
 
 typedef struct AnomstreamShared
@@ -71,6 +75,9 @@ typedef struct AnomstreamShared
 	bool		pause_known;	/* paused mirrors anomstream.control */
 	bool		paused;
 	uint64		pause_gen;		/* bumped by every committed pause()/resume() */
+	/* ops (src/ops/skip.c, gap.c): bumped at commit of skip() / accept_gap() */
+	uint64		skip_gen;
+	uint64		reassign_gen;
 	/* rebuild (src/pipeline/rebuild.c, config.c) */
 	uint64		rebuild_gen;	/* bumped by every committed anomstream.rebuild() */
 	bool		rebuilding;		/* a rebuild replays: status shows 'rebuilding' */

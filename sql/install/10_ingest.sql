@@ -188,7 +188,8 @@ CREATE FUNCTION anomstream.worker_status(
 	OUT dead_letters bigint, OUT caught_up bool, OUT last_message_at timestamptz,
 	OUT worker_state text, OUT worker_state_since timestamptz, OUT worker_pid int,
 	OUT brokers text, OUT embedded bool, OUT batches bigint, OUT last_batch_ms float8,
-	OUT rows_per_sec float8, OUT last_error text, OUT last_error_at timestamptz)
+	OUT rows_per_sec float8, OUT last_error text, OUT last_error_at timestamptz,
+	OUT gap bool, OUT gap_earliest_offset bigint)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'anomstream_worker_status'
 	LANGUAGE C VOLATILE;
@@ -196,7 +197,11 @@ COMMENT ON FUNCTION anomstream.worker_status() IS
 	'Live figures the pipeline worker publishes in shared memory: one row per topic/partition (or one row with NULL partition while none is assigned).';
 
 CREATE VIEW anomstream.status AS
-SELECT w.worker_state AS state,
+-- state: the partition's ('gap' when it is stopped at a Kafka gap, see docs/ops.md); the
+-- worker's own state is worker_state ('gap' while any partition is stopped at one).
+SELECT CASE WHEN w.gap THEN 'gap'
+			WHEN w.worker_state OPERATOR(pg_catalog.=) 'gap' THEN 'running'
+			ELSE w.worker_state END AS state,
 	   w.topic,
 	   w.kafka_partition,
 	   p.durable_offset,
@@ -218,7 +223,9 @@ SELECT w.worker_state AS state,
 	   w.last_batch_ms,
 	   w.rows_per_sec,
 	   w.last_error,
-	   w.last_error_at
+	   w.last_error_at,
+	   w.worker_state,
+	   w.gap_earliest_offset
 FROM anomstream.worker_status() w
 LEFT JOIN anomstream.positions p
 	ON p.topic OPERATOR(pg_catalog.=) w.topic

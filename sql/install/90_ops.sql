@@ -123,3 +123,63 @@ COMMENT ON FUNCTION anomstream.pipeline_state_restore() IS
 	'Trigger: an inserted pipeline_state row (from pg_restore) replaces the row CREATE EXTENSION made.';
 CREATE TRIGGER pipeline_state_restore BEFORE INSERT ON anomstream.pipeline_state
 	FOR EACH ROW EXECUTE FUNCTION anomstream.pipeline_state_restore();
+
+-- Skipping a message (DESIGN.md §7): anomstream.skip() records the request here; the worker
+-- turns the message into a dead letter (raw message, who skipped it, when) instead of
+-- processing it, and marks the request applied in that micro-batch.
+CREATE TABLE anomstream.skips (
+	topic				text NOT NULL,
+	kafka_partition		int NOT NULL,
+	kafka_offset		bigint NOT NULL,
+	requested_by		name NOT NULL,
+	session_user_name	name NOT NULL,
+	requested_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	applied_at			timestamptz,
+	batch_id			bigint,
+	PRIMARY KEY (topic, kafka_partition, kafka_offset)
+);
+COMMENT ON TABLE anomstream.skips IS
+	'Messages an administrator skipped with anomstream.skip(): who (role and session user), when, and the micro-batch that turned each into a dead letter (applied_at NULL: not reached yet).';
+SELECT pg_catalog.pg_extension_config_dump('anomstream.skips', '');
+
+CREATE FUNCTION anomstream.skip(topic text, "partition" int, "offset" bigint) RETURNS bool
+	AS 'MODULE_PATHNAME', 'anomstream_skip'
+	LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION anomstream.skip(text, int, bigint) IS
+	'Skip one Kafka message (for example a poison message that makes every micro-batch fail): the worker does not process it and stores the raw message as a dead letter naming who skipped it and when. Refuses offsets the worker already passed. Returns false if the message is already being skipped.';
+
+-- Kafka gaps (DESIGN.md §7): ranges Kafka deleted before the worker read them, accepted by
+-- an administrator with anomstream.accept_gap().
+CREATE TABLE anomstream.gaps (
+	id					bigserial PRIMARY KEY,
+	topic				text NOT NULL,
+	kafka_partition		int NOT NULL,
+	from_offset			bigint NOT NULL,
+	to_offset			bigint NOT NULL,
+	lost_offsets		bigint GENERATED ALWAYS AS (to_offset - from_offset + 1) STORED,
+	accepted_by			name NOT NULL,
+	session_user_name	name NOT NULL,
+	accepted_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CHECK (to_offset >= from_offset)
+);
+COMMENT ON TABLE anomstream.gaps IS
+	'Offsets Kafka no longer had when the worker reached them (from_offset to to_offset, inclusive), never consumed; recorded by anomstream.accept_gap() with who accepted the loss and when.';
+SELECT pg_catalog.pg_extension_config_dump('anomstream.gaps', '');
+SELECT pg_catalog.pg_extension_config_dump('anomstream.gaps_id_seq', '');
+
+CREATE FUNCTION anomstream.accept_gap(topic text, "partition" int,
+									  OUT from_offset bigint, OUT to_offset bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'anomstream_accept_gap'
+	LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION anomstream.accept_gap(text, int) IS
+	'Accept the loss of a partition stopped at a Kafka gap (state ''gap'' in anomstream.status): records the lost offsets in anomstream.gaps and lets the worker resume at the earliest offset Kafka still has. Returns the lost range.';
+
+REVOKE ALL ON FUNCTION anomstream.skip(text, int, bigint), anomstream.accept_gap(text, int)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION anomstream.skip(text, int, bigint), anomstream.accept_gap(text, int)
+	TO anomstream_admin;
+-- Who skipped what, and which ranges were lost: no raw input, so the reader may read them.
+GRANT SELECT ON anomstream.skips, anomstream.gaps TO anomstream_reader, anomstream_admin;

@@ -29,7 +29,8 @@ typedef struct PartState
 	/* live figures */
 	int64		high_watermark;
 	bool		caught_up;
-	bool		gap;
+	bool		gap;			/* stopped: Kafka no longer has next_offset */
+	int64		gap_low;		/* ops: earliest offset Kafka has (-1 unknown) */
 	int64		messages;
 	int64		rows;
 	int64		dead_letters;

@@ -20,7 +20,7 @@
 
 PG_FUNCTION_INFO_V1(anomstream_worker_status);
 
-#define STATUS_COLS 19
+#define STATUS_COLS 21
 
 /*
  * anomstream.worker_status(): one row per topic/partition the worker tracks.
@@ -90,6 +90,20 @@ anomstream_worker_status(PG_FUNCTION_ARGS)
 		values[c++] = CStringGetTextDatum(copy->last_error);
 		nulls[c] = copy->last_error_at == 0;
 		values[c++] = TimestampTzGetDatum(copy->last_error_at);
+		/* ops: the partition stopped at a Kafka gap, and the earliest offset Kafka has */
+		if (copy->npartitions > 0)
+		{
+			PartitionStatus *p = &copy->parts[i];
+
+			values[c++] = BoolGetDatum(p->gap);
+			nulls[c] = !p->gap || p->gap_low < 0;
+			values[c++] = Int64GetDatum(p->gap_low);
+		}
+		else
+		{
+			nulls[c++] = true;
+			nulls[c++] = true;
+		}
 		Assert(c == STATUS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

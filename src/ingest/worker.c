@@ -245,10 +245,11 @@ anomstream_worker_main(Datum arg)
 		ErrorData  *edata;
 
 		/*
-		 * Not PG_TRY: reset the error context stack by hand. It still points into the
-		 * frames the longjmp left (e.g. SPI's callback of the statement that failed), and
-		 * the next ereport, even a LOG, would call into them (the SIGSEGV seen after the
-		 * extension was dropped and created again under the worker).
+		 * Not PG_TRY: reset the error context stack by hand. The longjmp skipped the pops
+		 * of the error context callbacks the failed code pushed (SPI, the executor), and
+		 * the next ereport, even a LOG, would walk those stale frames: the SIGSEGV seen
+		 * after the extension was dropped and created again under the worker, or a loop
+		 * in errfinish.
 		 */
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
@@ -297,6 +298,14 @@ anomstream_worker_main(Datum arg)
 			anomstream_set_state(WORKER_PAUSED, NULL);
 			wait_ms(EXTENSION_WAIT_MS);
 			continue;
+		}
+		/* ops: anomstream.accept_gap() moved a position: re-read positions, re-assign */
+		if (ops_reassign_requested() && !need_setup)
+		{
+			if (ready)
+				commit_batch(ready);
+			ready = NULL;
+			need_setup = true;
 		}
 		/* ops: a library of another schema version consumes nothing (checked once a second) */
 		if (!need_setup && !ops_schema_version_ok(false))
@@ -524,6 +533,7 @@ setup(void)
 	refill = positions_prepare_start(parts, nparts);
 	rebuild_adjust_start(parts, nparts, refill);	/* rebuild: replay positions */
 	sinks_recover_at_start();	/* sinks: finish renames, drop uncommitted parts */
+	ops_skips_load();			/* ops: messages anomstream.skip() named */
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -688,10 +698,12 @@ collect_batch(Batch *b, bool may_wait)
 				if (p && !p->gap)
 				{
 					p->gap = true;
+					p->gap_low = -1;
 					ereport(LOG,
 							(errmsg("anomstream: partition %s/%d: position %lld is no longer in Kafka",
 									p->topic, p->partition, (long long) p->next_offset),
 							 errdetail("%s", rd_kafka_message_errstr(m))));
+					ops_gap_find_earliest(source.rk, p);	/* ops */
 				}
 			}
 			else
@@ -738,7 +750,8 @@ collect_batch(Batch *b, bool may_wait)
 			break;
 	}
 	MemoryContextSwitchTo(old);
-	anomstream_set_state(source.all_brokers_down ? WORKER_WAITING_FOR_BROKER : WORKER_RUNNING,
+	anomstream_set_state(source.all_brokers_down ? WORKER_WAITING_FOR_BROKER :
+						 ops_any_gap(parts, nparts) ? WORKER_GAP : WORKER_RUNNING,
 						 source.all_brokers_down ? source.last_error : NULL);
 }
 
@@ -824,7 +837,15 @@ absorb_batch(Batch *b)
 			bool		refill = b->msg_refill[i];
 			TimestampTz event_time;
 			TimestampTz kafka_timestamp = DT_NOBEGIN;
+			const char *skipped = ops_skip_reason(p->topic, p->partition, m->offset);
 
+			/* ops: anomstream.skip() named this message: the raw message is a dead letter */
+			if (skipped)
+			{
+				if (!refill)
+					add_dead_letter(b, p, m, -1, job->bufs[k], job->lens[k], skipped);
+				continue;
+			}
 			if (msg->error)
 			{
 				if (!refill)
@@ -883,6 +904,7 @@ commit_batch(Batch *b)
 	double		ms;
 	StagedSlots staged[DECODE_NSTREAMS];
 
+	ops_skips_refresh();		/* ops: skips requested since the last batch */
 	absorb_batch(b);
 	for (int i = 0; i < nparts; i++)
 	{
@@ -912,6 +934,7 @@ commit_batch(Batch *b)
 	positions_insert_dead_letters(b->dead, b->ndead);
 	positions_record_batch(parts, nparts, batch_id);
 	sinks_process_batch(batch_id, parts, nparts);	/* sinks: take over rows, roll parts */
+	ops_skips_apply(batch_id);	/* ops: after the positions, so no skip() slips past */
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -981,6 +1004,8 @@ publish_parts(void)
 										   &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 			high >= 0)
 			parts[i].high_watermark = high;
+		if (source_open)
+			ops_gap_find_earliest(source.rk, &parts[i]);	/* ops: still unknown */
 	}
 	LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
 	anomstream_shared->npartitions = n;
@@ -998,6 +1023,8 @@ publish_parts(void)
 		s->dead_letters = p->dead_letters;
 		s->caught_up = p->caught_up;
 		s->last_message_at = p->last_message_at;
+		s->gap = p->gap;
+		s->gap_low = p->gap_low;
 	}
 	LWLockRelease(anomstream_shared->lock);
 }

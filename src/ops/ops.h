@@ -12,6 +12,12 @@
  *	- ops_apply_retention() inside run_retention()'s transaction, SPI connected;
  *	- ops_check_partition_counts() from kafka_list_partitions() (src/ingest/consumer.c),
  *	  when anomstream.partitions is set and the topics' partition counts differ;
+ *	- ops_skips_load() in setup()'s transaction, ops_skips_refresh() before a batch is
+ *	  absorbed, ops_skip_reason() per message while absorbing, ops_skips_apply() inside the
+ *	  micro-batch transaction after the positions are recorded;
+ *	- ops_gap_find_earliest() when a partition stops at a gap (and while its earliest offset
+ *	  is unknown), ops_any_gap() for the worker state, ops_reassign_requested() at the top
+ *	  of every loop iteration (outside any transaction);
  *	- ops_schema_version_ok() in setup() and at the top of every loop iteration (outside any
  *	  transaction).
  *
@@ -19,6 +25,11 @@
  */
 #ifndef ANOMSTREAM_OPS_H
 #define ANOMSTREAM_OPS_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "datatype/timestamp.h"
+#include "ingest/positions.h"
 
 /* session.c */
 extern void ops_harden_session(void);
@@ -39,6 +50,25 @@ extern int64 ops_apply_retention(void);
 extern void ops_check_partition_counts(const char *topic1, int count1,
 									   const char *topic2, int count2);
 
+/* signal.c */
+typedef enum OpsSignal
+{
+	OPS_SIGNAL_SKIPS = 1,		/* anomstream.skips changed: reload it */
+	OPS_SIGNAL_REASSIGN = 2		/* positions moved: re-read them and re-assign */
+} OpsSignal;
+extern void ops_signal_at_commit(OpsSignal which);
+extern void ops_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect);
+
+/* skip.c */
+extern void ops_skips_load(void);
+extern void ops_skips_refresh(void);
+extern const char *ops_skip_reason(const char *topic, int32 partition, int64 offset);
+extern void ops_skips_apply(int64 batch_id);
+
+/* gap.c */
+extern bool ops_reassign_requested(void);
+extern bool ops_any_gap(const PartState *parts, int nparts);
+extern void ops_gap_find_earliest(rd_kafka_t *rk, PartState *p);
 /* schema_version.c */
 extern bool ops_schema_version_ok(bool force);
 

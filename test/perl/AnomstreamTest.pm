@@ -12,6 +12,7 @@ use warnings;
 use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Basename qw(dirname);
+use IO::Handle;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -31,24 +32,28 @@ sub tool
 	return "$root/test/tools/bin/anomstream-$name";
 }
 
-# Start a mock Kafka cluster; returns a handle with {bootstrap}.
+# Start a mock Kafka cluster; returns a handle with {bootstrap}. Commands go to its stdin
+# through a pipe this process holds open (the broker stops at EOF), its answers come back on
+# stdout; its stderr goes to a file, so nothing it logs can fill a pipe nobody reads.
 sub start_broker
 {
 	my (%o) = @_;
 	my $dir = PostgreSQL::Test::Utils::tempdir();
-	my %b = (in => '', out => '', err => '');
+	my %b = (out => '', in => IO::Handle->new, errfile => "$dir/broker.err");
 	$b{h} = IPC::Run::start(
 		[
 			tool('mockbroker'), '--partitions', $o{partitions} // 4,
 			'--brokers', $o{brokers} // 1, '--bootstrap-file', "$dir/bootstrap"
 		],
-		\$b{in}, \$b{out}, \$b{err});
+		'<pipe', $b{in}, '>', \$b{out}, '2>', $b{errfile});
+	$b{in}->autoflush(1);
 	for (1 .. 100)
 	{
 		last if -s "$dir/bootstrap";
 		usleep(100_000);
 	}
-	die "mock broker did not start: $b{err}" unless -s "$dir/bootstrap";
+	die 'mock broker did not start: ' . (-e $b{errfile} ? PostgreSQL::Test::Utils::slurp_file($b{errfile}) : '')
+	  unless -s "$dir/bootstrap";
 	$b{bootstrap} = PostgreSQL::Test::Utils::slurp_file("$dir/bootstrap");
 	chomp $b{bootstrap};
 	return \%b;
@@ -58,9 +63,10 @@ sub start_broker
 sub broker_cmd
 {
 	my ($b, $cmd) = @_;
+	local $SIG{PIPE} = 'IGNORE';
 	$b->{h}->pump_nb;
 	my $before = () = $b->{out} =~ /\n/g;
-	$b->{in} .= "$cmd\n";
+	print { $b->{in} } "$cmd\n" or die "mock broker gone (cannot send '$cmd'): $!";
 	for (1 .. 100)
 	{
 		$b->{h}->pump_nb;
@@ -78,7 +84,9 @@ sub broker_cmd
 sub stop_broker
 {
 	my ($b) = @_;
-	$b->{in} .= "quit\n";
+	local $SIG{PIPE} = 'IGNORE';
+	print { $b->{in} } "quit\n";
+	close $b->{in};
 	eval { $b->{h}->finish; 1 } or $b->{h}->kill_kill;
 }
 
