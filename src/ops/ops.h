@@ -54,7 +54,8 @@ extern void ops_check_partition_counts(const char *topic1, int count1,
 typedef enum OpsSignal
 {
 	OPS_SIGNAL_SKIPS = 1,		/* anomstream.skips changed: reload it */
-	OPS_SIGNAL_REASSIGN = 2		/* positions moved: re-read them and re-assign */
+	OPS_SIGNAL_REASSIGN = 2,	/* positions moved: re-read them and re-assign */
+	OPS_SIGNAL_REBUILD = 4		/* anomstream.rebuild() requested (pipeline/rebuild.c) */
 } OpsSignal;
 extern void ops_signal_at_commit(OpsSignal which);
 extern void ops_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect);

@@ -4,10 +4,11 @@
  *	  Telling the pipeline worker that a control function's transaction committed, and the
  *	  SPI helper the control functions share.
  *
- * skip() and accept_gap() write tables in the caller's transaction; the worker must learn
- * of the change only when (and only if) that transaction commits. ops_signal_at_commit()
- * arranges that: at commit it bumps the matching generation counter in the shared block
- * (skip_gen, reassign_gen) and sets the worker's latch; at abort it forgets. The worker
+ * skip(), accept_gap() and rebuild() write tables in the caller's transaction; the worker
+ * must learn of the change only when (and only if) that transaction commits.
+ * ops_signal_at_commit() arranges that: at commit it bumps the matching generation counter
+ * in the shared block (skip_gen, reassign_gen, rebuild_gen) and sets the worker's latch; at
+ * abort it forgets; a transaction that signals cannot be prepared. The worker
  * compares the counter with the value it last acted on.
  *
  *-------------------------------------------------------------------------
@@ -40,6 +41,8 @@ signal_xact_callback(XactEvent event, void *arg)
 				anomstream_shared->skip_gen++;
 			if (pending & OPS_SIGNAL_REASSIGN)
 				anomstream_shared->reassign_gen++;
+			if (pending & OPS_SIGNAL_REBUILD)
+				anomstream_shared->rebuild_gen++;
 			LWLockRelease(anomstream_shared->lock);
 			ops_wake_worker();
 		}
@@ -47,6 +50,10 @@ signal_xact_callback(XactEvent event, void *arg)
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		pending = 0;
+	else if (event == XACT_EVENT_PRE_PREPARE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot prepare a transaction that called an anomstream control function")));
 }
 
 /*

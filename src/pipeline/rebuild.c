@@ -67,44 +67,10 @@ PG_FUNCTION_INFO_V1(anomstream_rebuild);
 /* 1970-01-01 00:00:00+00 in PostgreSQL's microseconds since 2000 */
 #define UNIX_EPOCH_PG (-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY))
 
-static bool callback_registered = false;
-static bool pending = false;	/* this transaction called rebuild() */
 static uint64 seen_gen = 0;
 static bool check_table = true; /* look at the table at the next rebuild_requested() */
 
 /* ---------------------------------------------------------------- SQL call */
-
-/*
- * At commit of a transaction that requested a rebuild: tell the worker.
- */
-static void
-rebuild_xact_callback(XactEvent event, void *arg)
-{
-	if (!pending)
-		return;
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			pending = false;
-			LWLockAcquire(anomstream_shared->lock, LW_EXCLUSIVE);
-			anomstream_shared->rebuild_gen++;
-			LWLockRelease(anomstream_shared->lock);
-			ops_wake_worker();
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			pending = false;
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot prepare a transaction that called anomstream.rebuild()")));
-			break;
-		default:
-			break;
-	}
-}
 
 /*
  * anomstream.rebuild(from timestamptz) → request id. Records the request; the worker
@@ -158,12 +124,7 @@ anomstream_rebuild(PG_FUNCTION_ARGS)
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 
-	if (!callback_registered)
-	{
-		RegisterXactCallback(rebuild_xact_callback, NULL);
-		callback_registered = true;
-	}
-	pending = true;
+	ops_signal_at_commit(OPS_SIGNAL_REBUILD);	/* the worker learns of it at commit */
 
 	LWLockAcquire(anomstream_shared->lock, LW_SHARED);
 	state = anomstream_shared->worker_pid != 0 ? anomstream_shared->state : WORKER_NOT_RUNNING;

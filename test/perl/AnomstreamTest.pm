@@ -21,7 +21,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(tool start_broker broker_cmd stop_broker new_node input_csvs replay
   replay_bg load_log expected_counts wait_ingested compare_staging worker_pid
-  stop_bg wait_up kill_worker kill_backend);
+  stop_bg wait_up kill_worker kill_backend staged_rows durable_positions);
 
 my $root = abs_path(dirname(__FILE__) . '/../..');
 
@@ -88,6 +88,23 @@ sub stop_broker
 	print { $b->{in} } "quit\n";
 	close $b->{in};
 	eval { $b->{h}->finish; 1 } or $b->{h}->kill_kill;
+}
+
+# Rows in both staging tables.
+sub staged_rows
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres', q{
+		SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)});
+}
+
+# Every partition's durable position, as one comparable string.
+sub durable_positions
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		q{SELECT string_agg(topic || kafka_partition || ':' || durable_offset, ',' ORDER BY 1)
+		  FROM anomstream.positions});
 }
 
 # A node with anomstream preloaded, pointed at the broker, the extension created.

@@ -32,9 +32,7 @@ ok(wait_ingested($prod), 'production consumed the first replay');
 my $dump = PostgreSQL::Test::Utils::tempdir() . '/prod.dump';
 $prod->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $prod->connstr('postgres') ],
 	'pg_dump of production');
-my $positions_sql = q{SELECT string_agg(topic || kafka_partition || ':' || durable_offset, ',' ORDER BY 1)
-	FROM anomstream.positions};
-my $positions_prod = $prod->safe_psql('postgres', $positions_sql);
+my $positions_prod = durable_positions($prod);
 
 # The new cluster ran anomstream before (its worker recorded its own identifier); the
 # restore replaces the extension and its control row.
@@ -70,7 +68,7 @@ ok( $copy->poll_query_until('postgres', q{
 is( $copy->safe_psql('postgres', q{
 		SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)}),
 	'0', 'the copy staged nothing');
-is( $copy->safe_psql('postgres', $positions_sql),
+is( durable_positions($copy),
 	$positions_prod, "the copy's positions are still the dumped ones");
 like(slurp_file($copy->logfile), qr/restored from another cluster; consuming nothing/,
 	'the log says why');
@@ -94,7 +92,7 @@ is( $prod->safe_psql('postgres', q{
 # A running worker re-checks the claim in every micro-batch: production's control row is
 # changed under it (as a restore into a running database would), and its next batch aborts
 # before writing anything.
-my $prod_positions = $prod->safe_psql('postgres', $positions_sql);
+my $prod_positions = durable_positions($prod);
 $prod->safe_psql('postgres', 'UPDATE anomstream.control SET system_identifier = 42');
 my $log3 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '0', '--cycles', '2', '--start-ts', '1604233000', '--seed', '3');
@@ -103,7 +101,7 @@ ok( $prod->poll_query_until('postgres',
 	"a running worker whose control row names another cluster goes to 'claim required'");
 like(slurp_file($prod->logfile), qr/anomstream was restored or re-created under the running worker/,
 	'its micro-batch noticed');
-is($prod->safe_psql('postgres', $positions_sql), $prod_positions,
+is(durable_positions($prod), $prod_positions,
 	'the aborted micro-batch moved no position');
 $prod->safe_psql('postgres', 'SELECT anomstream.claim()');
 load_log($prod, $log3);

@@ -17,19 +17,12 @@ $node->poll_query_until('postgres',
 	"SELECT bool_and(state = 'running') AND count(*) = 4 FROM anomstream.status")
   or die 'worker not running';
 
-sub staged
-{
-	return $node->safe_psql('postgres', q{
-		SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)});
-}
-my $positions_sql = q{SELECT string_agg(topic || kafka_partition || ':' || durable_offset, ',' ORDER BY 1)
-	FROM anomstream.positions};
 
 my $log1 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '0', '--cycles', '3', '--start-ts', '1604231589', '--seed', '1');
 load_log($node, $log1);
 ok(wait_ingested($node), 'first replay consumed');
-my $n1 = staged();
+my $n1 = staged_rows($node);
 cmp_ok($n1, '>', 0, "$n1 rows staged");
 
 # A pause() that is rolled back changes nothing.
@@ -42,7 +35,7 @@ ok($node->poll_query_until('postgres', "SELECT bool_and(state = 'paused') FROM a
 	"after pause() the state is 'paused'");
 is($node->safe_psql('postgres', 'SELECT paused_by FROM anomstream.control WHERE paused'), 'ops',
 	'the control row says who paused');
-my $pos1 = $node->safe_psql('postgres', $positions_sql);
+my $pos1 = durable_positions($node);
 
 my $log2 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '0', '--cycles', '3', '--start-ts', '1604232000', '--seed', '2');
@@ -50,8 +43,8 @@ my $log2 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 ok( $node->poll_query_until('postgres', q{
 		SELECT state_since < now() - interval '6 seconds' FROM anomstream.status LIMIT 1}),
 	'paused for a while with new data in Kafka');
-is(staged(), $n1, 'a paused worker stages nothing');
-is($node->safe_psql('postgres', $positions_sql), $pos1, 'and moves no position');
+is(staged_rows($node), $n1, 'a paused worker stages nothing');
+is(durable_positions($node), $pos1, 'and moves no position');
 
 # Paused across a restart.
 $node->restart;
@@ -60,7 +53,7 @@ ok($node->poll_query_until('postgres', "SELECT bool_and(state = 'paused') FROM a
 ok( $node->poll_query_until('postgres', q{
 		SELECT state_since < now() - interval '6 seconds' FROM anomstream.status LIMIT 1}),
 	'paused for a while after the restart');
-is($node->safe_psql('postgres', $positions_sql), $pos1, 'no position moved after the restart');
+is(durable_positions($node), $pos1, 'no position moved after the restart');
 
 # Resume: everything that arrived meanwhile is consumed.
 $node->safe_psql('postgres', 'SELECT anomstream.resume()', extra_params => [ '-U', 'ops' ]);

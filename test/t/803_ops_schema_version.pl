@@ -21,19 +21,12 @@ $node->poll_query_until('postgres',
 my $version = $node->safe_psql('postgres',
 	"SELECT extversion FROM pg_extension WHERE extname = 'anomstream'");
 
-sub staged
-{
-	return $node->safe_psql('postgres', q{
-		SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)});
-}
-my $positions_sql = q{SELECT string_agg(topic || kafka_partition || ':' || durable_offset, ',' ORDER BY 1)
-	FROM anomstream.positions};
 
 my $log1 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '0', '--cycles', '3', '--start-ts', '1604231589', '--seed', '1');
 load_log($node, $log1);
 ok(wait_ingested($node), 'first replay consumed');
-my $n1 = staged();
+my $n1 = staged_rows($node);
 
 # The catalog now says another schema version than the library's.
 my $offset = -s $node->logfile;
@@ -47,15 +40,15 @@ ok( $node->wait_for_log(qr/schema version "0\.0-test" does not match library ver
 	'the log says which versions differ');
 like(slurp_file($node->logfile, $offset), qr/HINT:\s+Run ALTER EXTENSION anomstream UPDATE/,
 	'with a hint');
-my $pos1 = $node->safe_psql('postgres', $positions_sql);
+my $pos1 = durable_positions($node);
 
 my $log2 = replay($broker->{bootstrap}, '--process', $pcsv, '--memory', $mcsv,
 	'--speedup', '0', '--cycles', '3', '--start-ts', '1604232000', '--seed', '2');
 ok( $node->poll_query_until('postgres', q{
 		SELECT worker_state_since < now() - interval '6 seconds' FROM anomstream.worker_status()}),
 	'mismatched for a while with new data in Kafka');
-is(staged(), $n1, 'nothing is staged while the versions differ');
-is($node->safe_psql('postgres', $positions_sql), $pos1, 'and no position moves');
+is(staged_rows($node), $n1, 'nothing is staged while the versions differ');
+is(durable_positions($node), $pos1, 'and no position moves');
 
 # The versions agree again (what ALTER EXTENSION UPDATE does): consumption resumes.
 $node->safe_psql('postgres',
