@@ -87,19 +87,10 @@ sub states
 my $a = new_node('keyed_crash_a', $broker->{bootstrap}, $conf);
 setup_operators($a);
 
-sub kill_worker
-{
-	my $pid = worker_pid($a);
-	kill 'KILL', $pid;
-	note "killed worker $pid";
-	sleep 1;
-	$a->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
-}
-
 my $crashes = 0;
 produce_chunk();
 sleep 0.5;
-kill_worker();
+kill_worker($a);
 $crashes++;
 produce_chunk();
 sleep 0.3;
@@ -108,7 +99,7 @@ $a->start;
 $crashes++;
 produce_chunk();
 sleep 0.4;
-kill_worker();
+kill_worker($a);
 $crashes++;
 produce_chunk();
 ok(all_committed($a), "node A took all input through $crashes crashes");
