@@ -37,22 +37,11 @@
 
 #include "shmem.h"
 #include "ops/ops.h"
+#include "util/stmt_cache.h"
 
 PG_FUNCTION_INFO_V1(anomstream_claim);
 
 static bool mismatch_logged = false;
-
-/*
- * Run a statement, failing loudly on anything but the expected result.
- */
-static void
-run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "anomstream: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
-}
 
 /*
  * May this cluster's worker consume? Own transaction; the worker calls it in setup().
@@ -72,11 +61,11 @@ ops_claim_ok(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	run("SELECT pg_catalog.to_regclass('anomstream.control') IS NOT NULL", 0, NULL, NULL,
+	(void) stmt_exec("SELECT pg_catalog.to_regclass('anomstream.control') IS NOT NULL", 0, NULL, NULL, NULL,
 		SPI_OK_SELECT);
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 	{
-		run("SELECT c.system_identifier FROM anomstream.control c FOR UPDATE", 0, NULL, NULL,
+		(void) stmt_exec("SELECT c.system_identifier FROM anomstream.control c FOR UPDATE", 0, NULL, NULL, NULL,
 			SPI_OK_SELECT);
 		isnull = true;
 		if (SPI_processed > 0)
@@ -85,11 +74,11 @@ ops_claim_ok(void)
 		if (isnull)
 		{
 			/* First start (or a row written by pause() before it): this cluster owns it. */
-			run("INSERT INTO anomstream.control AS c (singleton, system_identifier, claimed_at)"
+			(void) stmt_exec("INSERT INTO anomstream.control AS c (singleton, system_identifier, claimed_at)"
 				" VALUES (true, $1, pg_catalog.now())"
 				" ON CONFLICT (singleton) DO UPDATE SET system_identifier = EXCLUDED.system_identifier,"
 				" claimed_at = EXCLUDED.claimed_at",
-				1, types, values, SPI_OK_INSERT);
+				1, types, values, NULL, SPI_OK_INSERT);
 			ereport(LOG,
 					(errmsg("anomstream: recorded this cluster's system identifier %lld",
 							(long long) mine)));
@@ -168,12 +157,12 @@ anomstream_claim(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(mine);
 	values[1] = CStringGetDatum(who);
 	SPI_connect();
-	run("INSERT INTO anomstream.control AS c (singleton, system_identifier, claimed_at, claimed_by)"
+	(void) stmt_exec("INSERT INTO anomstream.control AS c (singleton, system_identifier, claimed_at, claimed_by)"
 		" VALUES (true, $1, pg_catalog.now(), $2)"
 		" ON CONFLICT (singleton) DO UPDATE SET system_identifier = EXCLUDED.system_identifier,"
 		" claimed_at = EXCLUDED.claimed_at, claimed_by = EXCLUDED.claimed_by"
 		" RETURNING c.paused",
-		2, types, values, SPI_OK_INSERT_RETURNING);
+		2, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 

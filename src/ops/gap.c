@@ -38,6 +38,7 @@
 
 #include "shmem.h"
 #include "ops/ops.h"
+#include "util/stmt_cache.h"
 
 #define GAP_QUERY_TIMEOUT_MS 1000	/* one broker round trip; a rare path */
 
@@ -111,9 +112,9 @@ anomstream_accept_gap(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(topic);
 	values[1] = Int32GetDatum(partition);
 	SPI_connect();
-	ops_spi_run("SELECT p.durable_offset FROM anomstream.positions p"
+	(void) stmt_exec("SELECT p.durable_offset FROM anomstream.positions p"
 		" WHERE p.topic OPERATOR(pg_catalog.=) $1 AND p.kafka_partition OPERATOR(pg_catalog.=) $2"
-		" FOR UPDATE", 2, types, values, SPI_OK_SELECT);
+		" FOR UPDATE", 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		durable = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											  &isnull));
@@ -134,10 +135,10 @@ anomstream_accept_gap(PG_FUNCTION_ARGS)
 	values[4] = CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false));
 	values[5] = CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false));
 	if (to >= from)
-		ops_spi_run("INSERT INTO anomstream.gaps (topic, kafka_partition, from_offset, to_offset,"
+		(void) stmt_exec("INSERT INTO anomstream.gaps (topic, kafka_partition, from_offset, to_offset,"
 			" accepted_by, session_user_name)"
 			" VALUES ($1, $2, $3, $4 OPERATOR(pg_catalog.-) 1, $5, $6)",
-			6, types, values, SPI_OK_INSERT);
+			6, types, values, NULL, SPI_OK_INSERT);
 	else
 	{
 		/* Kafka has the position again (e.g. the broker came back): nothing is lost */
@@ -149,19 +150,19 @@ anomstream_accept_gap(PG_FUNCTION_ARGS)
 	}
 	if (to >= from)
 	{
-		ops_spi_run("INSERT INTO anomstream.positions AS p (topic, kafka_partition, durable_offset, staging_low)"
+		(void) stmt_exec("INSERT INTO anomstream.positions AS p (topic, kafka_partition, durable_offset, staging_low)"
 			" VALUES ($1, $2, $4, $4) ON CONFLICT (topic, kafka_partition) DO UPDATE"
 			" SET durable_offset = excluded.durable_offset, staging_low = excluded.staging_low,"
 			"     updated_at = pg_catalog.now()",
-			4, types, values, SPI_OK_INSERT);
-		ops_spi_run("INSERT INTO anomstream.staged_positions AS s (topic, kafka_partition, staged_offset)"
+			4, types, values, NULL, SPI_OK_INSERT);
+		(void) stmt_exec("INSERT INTO anomstream.staged_positions AS s (topic, kafka_partition, staged_offset)"
 			" VALUES ($1, $2, $4) ON CONFLICT (topic, kafka_partition) DO UPDATE"
 			" SET staged_offset = excluded.staged_offset",
-			4, types, values, SPI_OK_INSERT);
-		ops_spi_run("DELETE FROM anomstream.batch_ranges r"
+			4, types, values, NULL, SPI_OK_INSERT);
+		(void) stmt_exec("DELETE FROM anomstream.batch_ranges r"
 			" WHERE r.topic OPERATOR(pg_catalog.=) $1 AND r.kafka_partition OPERATOR(pg_catalog.=) $2"
 			"   AND r.last_offset OPERATOR(pg_catalog.<) $4",
-			4, types, values, SPI_OK_DELETE);
+			4, types, values, NULL, SPI_OK_DELETE);
 		result[0] = Int64GetDatum(from);
 		result[1] = Int64GetDatum(to);
 	}

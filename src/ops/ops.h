@@ -58,7 +58,6 @@ typedef enum OpsSignal
 	OPS_SIGNAL_REBUILD = 4		/* anomstream.rebuild() requested (pipeline/rebuild.c) */
 } OpsSignal;
 extern void ops_signal_at_commit(OpsSignal which);
-extern void ops_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect);
 
 /* skip.c */
 extern void ops_skips_load(void);

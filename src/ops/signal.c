@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * signal.c
- *	  Telling the pipeline worker that a control function's transaction committed, and the
- *	  SPI helper the control functions share.
+ *	  Telling the pipeline worker that a control function's transaction committed.
  *
  * skip(), accept_gap() and rebuild() write tables in the caller's transaction; the worker
  * must learn of the change only when (and only if) that transaction commits.
@@ -16,7 +15,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "executor/spi.h"
 
 #include "shmem.h"
 #include "ops/ops.h"
@@ -68,16 +66,4 @@ ops_signal_at_commit(OpsSignal which)
 		callback_registered = true;
 	}
 	pending |= which;
-}
-
-/*
- * Run a statement through SPI, failing loudly on anything but the expected result.
- */
-void
-ops_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "anomstream: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
 }

@@ -38,6 +38,7 @@
 #include "guc.h"
 #include "shmem.h"
 #include "ops/ops.h"
+#include "util/stmt_cache.h"
 
 PG_FUNCTION_INFO_V1(anomstream_skip);
 
@@ -139,9 +140,9 @@ anomstream_skip(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	/* asked before (perhaps already applied): say so, whatever the position is now */
-	ops_spi_run("SELECT 1 FROM anomstream.skips s"
+	(void) stmt_exec("SELECT 1 FROM anomstream.skips s"
 		" WHERE s.topic OPERATOR(pg_catalog.=) $1 AND s.kafka_partition OPERATOR(pg_catalog.=) $2"
-		"   AND s.kafka_offset OPERATOR(pg_catalog.=) $3", 3, types, values, SPI_OK_SELECT);
+		"   AND s.kafka_offset OPERATOR(pg_catalog.=) $3", 3, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
 		SPI_finish();
@@ -151,9 +152,9 @@ anomstream_skip(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	/* FOR UPDATE: a micro-batch moving this position commits before or after us, not across */
-	ops_spi_run("SELECT p.durable_offset FROM anomstream.positions p"
+	(void) stmt_exec("SELECT p.durable_offset FROM anomstream.positions p"
 		" WHERE p.topic OPERATOR(pg_catalog.=) $1 AND p.kafka_partition OPERATOR(pg_catalog.=) $2"
-		" FOR UPDATE", 2, types, values, SPI_OK_SELECT);
+		" FOR UPDATE", 2, types, values, NULL, SPI_OK_SELECT);
 	have_position = SPI_processed > 0;
 	if (have_position)
 		durable = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -174,8 +175,8 @@ anomstream_skip(PG_FUNCTION_ARGS)
 				 errdetail("The durable position of this partition is " INT64_FORMAT "; only messages at or after it can be skipped.",
 						   durable)));
 
-	ops_spi_run("INSERT INTO anomstream.skips (topic, kafka_partition, kafka_offset, requested_by, session_user_name)"
-		" VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", 5, types, values, SPI_OK_INSERT);
+	(void) stmt_exec("INSERT INTO anomstream.skips (topic, kafka_partition, kafka_offset, requested_by, session_user_name)"
+		" VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", 5, types, values, NULL, SPI_OK_INSERT);
 	inserted = SPI_processed > 0;
 	SPI_finish();
 
@@ -229,7 +230,7 @@ ops_skips_load(void)
 	nskips = 0;
 
 	/* the table is missing while the extension is being created or was dropped */
-	ops_spi_run("SELECT pg_catalog.to_regclass('anomstream.skips') IS NOT NULL", 0, NULL, NULL,
+	(void) stmt_exec("SELECT pg_catalog.to_regclass('anomstream.skips') IS NOT NULL", 0, NULL, NULL, NULL,
 		SPI_OK_SELECT);
 	{
 		bool		isnull;
@@ -242,10 +243,10 @@ ops_skips_load(void)
 			return;
 		}
 	}
-	ops_spi_run("SELECT s.topic, s.kafka_partition, s.kafka_offset,"
+	(void) stmt_exec("SELECT s.topic, s.kafka_partition, s.kafka_offset,"
 		" pg_catalog.format('skipped by anomstream.skip(): requested by %s (session user %s) at %s',"
 		"   s.requested_by, s.session_user_name, s.requested_at)"
-		" FROM anomstream.skips s", 0, NULL, NULL, SPI_OK_SELECT);
+		" FROM anomstream.skips s", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	old = MemoryContextSwitchTo(skip_cxt);
 	if (n > 0)
@@ -311,7 +312,7 @@ ops_skips_apply(int64 batch_id)
 	Datum		values[1] = {Int64GetDatum(batch_id)};
 	uint64		n;
 
-	ops_spi_run("UPDATE anomstream.skips s SET applied_at = pg_catalog.now(), batch_id = $1"
+	(void) stmt_exec("UPDATE anomstream.skips s SET applied_at = pg_catalog.now(), batch_id = $1"
 		" FROM anomstream.batch_ranges r"
 		" WHERE r.batch_id OPERATOR(pg_catalog.=) $1"
 		"   AND r.topic OPERATOR(pg_catalog.=) s.topic"
@@ -320,7 +321,7 @@ ops_skips_apply(int64 batch_id)
 		"   AND s.kafka_offset OPERATOR(pg_catalog.<=) r.last_offset"
 		"   AND s.applied_at IS NULL"
 		" RETURNING s.topic, s.kafka_partition, s.kafka_offset",
-		1, types, values, SPI_OK_UPDATE_RETURNING);
+		1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	n = SPI_processed;
 	for (uint64 r = 0; r < n; r++)
 	{
