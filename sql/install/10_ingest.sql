@@ -235,9 +235,10 @@ COMMENT ON VIEW anomstream.status IS
 
 GRANT SELECT ON anomstream.status TO anomstream_reader, anomstream_admin;
 
--- Summarize new BRIN ranges of staging after each micro-batch. Without it every block range
--- written since the last VACUUM is unsummarized, and a scan for the current batch
--- (batch_id = N) reads all of them: a cost growing with staging instead of with the batch.
+-- Summarize new BRIN ranges of staging before a step reads a micro-batch by batch_id. Without
+-- it every block range written since the last summary is unsummarized, and a scan for the
+-- current batch (batch_id = N) reads all of them: a cost growing with staging instead of with
+-- the batch.
 CREATE FUNCTION anomstream.summarize_staging() RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -249,4 +250,4 @@ $$;
 REVOKE ALL ON FUNCTION anomstream.summarize_staging() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION anomstream.summarize_staging() TO anomstream_admin;
 COMMENT ON FUNCTION anomstream.summarize_staging() IS
-	'Summarize the staging tables'' new BRIN ranges (the worker calls it in every micro-batch, so reading the current batch costs what the batch costs).';
+	'Summarize the staging tables'' new BRIN ranges (the worker calls it in a micro-batch whose keyed operators or sinks read staging by batch_id, so reading the batch costs what the batch costs).';

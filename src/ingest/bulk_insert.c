@@ -10,7 +10,9 @@
  * of each group follow through ExecInsertIndexTuples. No SPI, no planning, no per-row
  * executor overhead.
  *
- * Invariants: like COPY FROM, NOT NULL and CHECK constraints are checked (ExecConstraints)
+ * Invariants: values passed by reference must stay valid until bulk_insert_end (the slots
+ * keep them, so index entries and constraint checks need not deform the formed tuples);
+ * like COPY FROM, NOT NULL and CHECK constraints are checked (ExecConstraints)
  * and index entries made; unlike it, no triggers fire and no defaults are evaluated: the
  * tables written this way are the extension's own, with no triggers, every column filled
  * or NULL by design, and no unique indexes. All memory is allocated in the caller's current
@@ -110,6 +112,14 @@ bulk_insert_row(BulkInserter *bi, Datum *values, bool *isnull)
 		bi->slots[bi->nbuffered] = MakeTupleTableSlot(bi->desc, &TTSOpsHeapTuple);
 	slot = bi->slots[bi->nbuffered];
 	ExecStoreHeapTuple(heap_form_tuple(bi->desc, values, isnull), slot, true);
+
+	/*
+	 * The slot also carries the values it was formed from, marked valid, so constraint
+	 * checks and index entries read them instead of deforming the tuple again.
+	 */
+	memcpy(slot->tts_values, values, sizeof(Datum) * bi->desc->natts);
+	memcpy(slot->tts_isnull, isnull, sizeof(bool) * bi->desc->natts);
+	slot->tts_nvalid = bi->desc->natts;
 	if (bi->rel->rd_att->constr)
 		ExecConstraints(bi->rri, slot, bi->estate);
 	if (++bi->nbuffered == BULK_GROUP)

@@ -260,13 +260,3 @@ positions_apply_retention(void)
 		0, NULL, NULL, NULL, SPI_OK_UPDATE);
 	sinks_hold_staging_low();
 }
-
-/*
- * Summarize the BRIN ranges the batch filled, so later steps of the batch find its rows by
- * batch_id without reading every range written since the last VACUUM.
- */
-void
-positions_summarize_staging(void)
-{
-	run("SELECT anomstream.summarize_staging()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
-}

@@ -56,6 +56,5 @@ extern void positions_record_batch(PartState *parts, int nparts, int64 batch_id)
 extern void positions_insert_dead_letters(const DeadLetter *dl, int n);
 extern int64 positions_next_batch_id(void);
 extern void positions_apply_retention(void);
-extern void positions_summarize_staging(void);
 
 #endif							/* ANOMSTREAM_POSITIONS_H */

@@ -11,6 +11,10 @@
  * NULL. Must run inside the micro-batch transaction that also moves the staged positions:
  * staging rows and staged positions are written, and vanish in a crash, together.
  *
+ * The BRIN index on batch_id is summarized on demand: only a step that reads staging by
+ * batch_id (a keyed operator, a sink) pays for it, once per batch, so ingestion with
+ * neither on never reads back what it wrote.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -20,6 +24,7 @@
 #include "access/heapam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "executor/spi.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "utils/rel.h"
@@ -36,6 +41,24 @@ const char *
 staging_table_name(DecodeStream stream)
 {
 	return stream == STREAM_PROCESS ? "process_events" : "memory_events";
+}
+
+/*
+ * Summarize the BRIN ranges written since the last summary, so a scan for batch_id finds
+ * the batch's rows without reading every range written since then. At most once per batch
+ * (batch ids are never reused, also after an abort); batch_id 0 always summarizes. Needs an
+ * SPI connection.
+ */
+void
+staging_summarize(int64 batch_id)
+{
+	static int64 summarized_batch = 0;
+
+	if (batch_id != 0 && batch_id == summarized_batch)
+		return;
+	if (SPI_execute("SELECT anomstream.summarize_staging()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "anomstream: could not summarize the staging tables");
+	summarized_batch = batch_id;
 }
 
 /*

@@ -41,5 +41,6 @@ typedef struct StagedSlots
 extern void staging_insert(DecodeStream stream, const StagedRow *rows, int nrows,
 						   int64 batch_id, StagedSlots *out);
 extern const char *staging_table_name(DecodeStream stream);
+extern void staging_summarize(int64 batch_id);
 
 #endif							/* ANOMSTREAM_STAGING_H */

@@ -928,7 +928,6 @@ commit_batch(Batch *b)
 			staging_insert((DecodeStream) s, b->rows[s], b->nrows[s], batch_id, &staged[s]);
 		MemoryContextSwitchTo(old);
 	}
-	positions_summarize_staging();
 	pipeline_process_batch(batch_id, parts, nparts, staged);	/* windows, join, late rows */
 	keyed_state_process_batch(batch_id, parts, nparts);
 	positions_insert_dead_letters(b->dead, b->ndead);

@@ -56,6 +56,7 @@
 #include "utils/timestamp.h"
 
 #include "guc.h"
+#include "ingest/staging.h"
 #include "keyed/keyed.h"
 
 PG_FUNCTION_INFO_V1(anomstream_keyed_single_statement);
@@ -866,6 +867,7 @@ keyed_state_process_batch(int64 batch_id, PartState *parts, int nparts)
 		return;
 	}
 	watermark = pipeline_watermark();
+	staging_summarize(batch_id);	/* the operators read the batch by batch_id */
 	for (int i = 0; i < nops; i++)
 		used[ops[i].stream] = true;
 	for (int s = 0; s < DECODE_NSTREAMS; s++)

@@ -210,6 +210,7 @@ roll_stream_part(DecodeStream stream, SinkPart *part, int64 end)
 	char	   *query;
 
 	/* the batches that staged the range (batch_ranges is small; staging has a BRIN on batch_id) */
+	staging_summarize(0);
 	rvalues[0] = CStringGetTextDatum(part->topic);
 	rvalues[1] = Int32GetDatum(part->partition);
 	rvalues[2] = Int64GetDatum(part->first);
@@ -328,6 +329,7 @@ sinks_process_batch(int64 batch_id, PartState *parts, int nparts)
 
 	if (!sinks_enabled(on))
 		return;
+	staging_summarize(batch_id);	/* the sinks read the batch by batch_id */
 	for (int s = 0; s < DECODE_NSTREAMS; s++)
 		if (on[s])
 			take_over_stream((DecodeStream) s, batch_id, parts, nparts);
