@@ -235,7 +235,8 @@ COMMENT ON VIEW anomstream.status IS
 
 GRANT SELECT ON anomstream.status TO anomstream_reader, anomstream_admin;
 
--- Summarize new BRIN ranges of staging before a step reads a micro-batch by batch_id. Without
+-- Summarize new BRIN ranges of staging (the worker does it before a step reads a micro-batch by
+-- batch_id; this function is for administrators). Without
 -- it every block range written since the last summary is unsummarized, and a scan for the
 -- current batch (batch_id = N) reads all of them: a cost growing with staging instead of with
 -- the batch.
@@ -250,4 +251,4 @@ $$;
 REVOKE ALL ON FUNCTION anomstream.summarize_staging() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION anomstream.summarize_staging() TO anomstream_admin;
 COMMENT ON FUNCTION anomstream.summarize_staging() IS
-	'Summarize the staging tables'' new BRIN ranges (the worker calls it in a micro-batch whose keyed operators or sinks read staging by batch_id, so reading the batch costs what the batch costs).';
+	'Summarize the staging tables'' new BRIN ranges. The worker does the same by itself in a micro-batch whose keyed operators or sinks read staging by batch_id (skipping a table VACUUM is working on), so reading the batch costs what the batch costs.';

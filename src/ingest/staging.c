@@ -24,7 +24,9 @@
 #include "access/heapam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "utils/rel.h"
@@ -44,10 +46,29 @@ staging_table_name(DecodeStream stream)
 }
 
 /*
+ * Summarize one staging table's new BRIN ranges, unless VACUUM (or another summarizer) holds
+ * the table's ShareUpdateExclusiveLock: waiting would stall the micro-batch until the
+ * deadlock timeout cancels autovacuum, and a range left unsummarized costs only a longer scan.
+ */
+static void
+summarize_stream(DecodeStream stream)
+{
+	Oid			nsp = get_namespace_oid("anomstream", false);
+	Oid			heap = get_relname_relid(staging_table_name(stream), nsp);
+	Oid			index = get_relname_relid(psprintf("%s_batch_brin", staging_table_name(stream)), nsp);
+
+	if (!OidIsValid(heap) || !OidIsValid(index))
+		return;					/* no BRIN index: nothing to summarize */
+	if (!ConditionalLockRelationOid(heap, ShareUpdateExclusiveLock))
+		return;
+	(void) DirectFunctionCall1(brin_summarize_new_values, ObjectIdGetDatum(index));
+}
+
+/*
  * Summarize the BRIN ranges written since the last summary, so a scan for batch_id finds
  * the batch's rows without reading every range written since then. At most once per batch
- * (batch ids are never reused, also after an abort); batch_id 0 always summarizes. Needs an
- * SPI connection.
+ * (batch ids are never reused, also after an abort); batch_id 0 always summarizes. A table
+ * that VACUUM is working on is skipped (see summarize_stream).
  */
 void
 staging_summarize(int64 batch_id)
@@ -56,8 +77,8 @@ staging_summarize(int64 batch_id)
 
 	if (batch_id != 0 && batch_id == summarized_batch)
 		return;
-	if (SPI_execute("SELECT anomstream.summarize_staging()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "anomstream: could not summarize the staging tables");
+	for (int s = 0; s < DECODE_NSTREAMS; s++)
+		summarize_stream((DecodeStream) s);
 	summarized_batch = batch_id;
 }
 

@@ -81,6 +81,25 @@ is( $node->safe_psql('postgres',
 	'kcat-test_424242 -20 NE 2020-11-01 12:50:00+00',
 	'a message produced by kcat is decoded like ours');
 
+# VACUUM holds SHARE UPDATE EXCLUSIVE on a table it works on; summarizing staging's BRIN
+# index needs the same lock. While another session holds it, the worker (with the default
+# keyed operator on, so it summarizes in every batch) keeps committing micro-batches instead
+# of waiting for the lock.
+cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM anomstream.keyed_operators WHERE enabled'),
+	'>', 0, 'a keyed operator reads staging by batch_id');
+my $vac = $node->background_psql('postgres');
+$vac->query_safe('BEGIN');
+$vac->query_safe('LOCK anomstream.process_events, anomstream.memory_events IN SHARE UPDATE EXCLUSIVE MODE');
+$msg =~ s/424242/424243/g;
+IPC::Run::run([ 'kcat', '-b', $broker->{bootstrap}, '-P', '-t', 'process', '-k', '4', '-p', '1' ],
+	'<', \$msg, '>', \$out, '2>', \$err)
+  or die "kcat failed: $err";
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM anomstream.process_events WHERE pid = 424243"),
+	'a message is staged while another session holds the lock VACUUM takes');
+$vac->query_safe('COMMIT');
+$vac->quit;
+
 # Status: every partition caught up, counts add up.
 $node->poll_query_until('postgres',
 	"SELECT bool_and(lag = 0 OR lag IS NULL) FROM anomstream.status")
