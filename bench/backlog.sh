@@ -81,7 +81,21 @@ reset_results() {
 		UPDATE anomstream.pipeline_state SET held_process = 0, held_memory = 0, held_keys = 0"
 }
 
+# WORKLOAD=rate (default): rate mode, event times from the wall clock, so the generator's
+# simulated minutes are packed into seconds (about one pair per four rows). WORKLOAD=cadence:
+# the real producer's cadence (per machine a process message every 5 s and a memory message
+# every 10 s of event time, late memory rows included), produced without waiting.
+# Cadence rounds start in the past, each after the previous one's last event time (at least
+# 10 process rows per machine and cycle: at most ROWS / 160 cycles of 5 s), so no round's rows
+# are behind the watermark of the one before and the rate-mode latency run comes last in
+# event time too.
+CADENCE_NEXT_TS=$(( $(date +%s) - 86400 ))
 produce() {
+	local mode=(--rate 0)
+	if [ "${WORKLOAD:-rate}" = cadence ]; then
+		mode=(--speedup 0 --start-ts "$CADENCE_NEXT_TS")
+		CADENCE_NEXT_TS=$(( CADENCE_NEXT_TS + ROWS / 32 + 600 ))
+	fi
 	"$T/anomstream-replay" --brokers "$BOOT" --process "$OUT/p.csv" --memory "$OUT/m.csv" \
-		--process-topic "$1" --memory-topic "$2" --rate 0 --max-rows "$ROWS" -q
+		--process-topic "$1" --memory-topic "$2" "${mode[@]}" --max-rows "$ROWS" -q
 }

@@ -6,7 +6,7 @@
 #                                       extension must be installed in $PG_CONFIG's PostgreSQL)
 #
 # In one run, one server, one mock Kafka cluster (4 partitions per topic):
-#   1. Throughput. For each of RUNS rounds, ROWS generated rows (16 machines, same world for
+#   1. Throughput (WORKLOAD=rate or cadence, see produce in bench/backlog.sh). For each of RUNS rounds, ROWS generated rows (16 machines, same world for
 #      both streams) are produced into fresh topics first, then the worker consumes that
 #      backlog in micro-batches of at most 10 000 rows: once with scoring off
 #      (anomstream.deactivate: rows unscored, so no attack rows reach windows or join:
