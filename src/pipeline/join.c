@@ -41,9 +41,17 @@
 	"p.kafka_partition, p.kafka_offset, p.row_index, m.kafka_partition, m.kafka_offset, " \
 	"m.row_index, p.probability, m.probability, p.model_version, m.model_version, $1"
 
-#define PAIR_JOIN \
-	" JOIN anomstream.join_memory m ON m.machine = p.machine AND m.cmd_pid = p.cmd_pid" \
-	" AND m.event_time > p.event_time - $2 AND m.event_time < p.event_time + $2"
+/*
+ * The partners of a row from the other buffer, as a lateral subquery. OFFSET 0 keeps the
+ * planner from flattening it into a hash join over the whole buffer: each row of the batch
+ * probes the (machine, cmd_pid, event_time) index, so the work follows the batch, not the
+ * buffer.
+ */
+#define PARTNERS(buffer, alias, row) \
+	" CROSS JOIN LATERAL (SELECT * FROM anomstream." buffer " b" \
+	" WHERE b.machine = " row ".machine AND b.cmd_pid = " row ".cmd_pid" \
+	" AND b.event_time > " row ".event_time - $2 AND b.event_time < " row ".event_time + $2" \
+	" OFFSET 0) " alias
 
 /*
  * Insert this batch's pairs.
@@ -60,10 +68,12 @@ join_emit_pairs(PipelineRun *run)
 	values[1] = run->s.join_bound;
 	values[2] = TimestampTzGetDatum(run->gate_pairs);
 	run->pairs = pl_exec("INSERT INTO anomstream.detected_attacks (" PAIR_COLUMNS ") "
-						 "SELECT " PAIR_VALUES " FROM anomstream.join_process p" PAIR_JOIN
+						 "SELECT " PAIR_VALUES " FROM anomstream.join_process p"
+						 PARTNERS("join_memory", "m", "p")
 						 " WHERE p.batch_id = $1 AND GREATEST(p.event_time, m.event_time) >= $3 "
 						 "UNION ALL "
-						 "SELECT " PAIR_VALUES " FROM anomstream.join_process p" PAIR_JOIN
+						 "SELECT " PAIR_VALUES " FROM anomstream.join_memory m"
+						 PARTNERS("join_process", "p", "m")
 						 " WHERE m.batch_id = $1 AND p.batch_id < $1"
 						 " AND GREATEST(p.event_time, m.event_time) >= $3",
 						 3, types, values, NULL, SPI_OK_INSERT);
