@@ -4,7 +4,8 @@
 # and T (test tools) set.
 
 # Generate the rows, start a mock Kafka cluster with topics $1 (4 partitions each) and a
-# server with anomstream preloaded (extra postgresql.conf lines: $2), create the extension.
+# server with anomstream preloaded (extra postgresql.conf lines: $2, then $BENCH_CONF, e.g.
+# auto_explain settings), create the extension.
 # Sets BOOT and PSQL; backlog_stop ends both. Needs BIN, OUT, PORT and T.
 backlog_start() {
 	"$T/anomstream-generate" --stream process --rows 20000 --machines 4-19 --seed 7 -o "$OUT/p.csv"
@@ -27,6 +28,7 @@ listen_addresses = ''
 shared_buffers = 256MB
 max_wal_size = 4GB
 ${2:-}
+${BENCH_CONF:-}
 CONF
 	"$BIN/pg_ctl" -D "$OUT/data" -l "$OUT/server.log" -w start >/dev/null
 	PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$OUT" -p "$PORT" -d postgres)

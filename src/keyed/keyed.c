@@ -58,6 +58,7 @@
 #include "guc.h"
 #include "ingest/staging.h"
 #include "keyed/keyed.h"
+#include "util/plan_settings.h"
 
 PG_FUNCTION_INFO_V1(anomstream_keyed_single_statement);
 
@@ -531,8 +532,7 @@ process_operator(KeyedOp *op, int64 batch_id, const char *refill, const LateRows
 	outer_nest = NewGUCNestLevel();
 	(void) set_config_option("work_mem", KEYED_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	plan_settings_index_scans();	/* sequential scans and JIT off */
 
 	/*
 	 * 1. The batch's rows in (event_time, partition, offset, row_index) order, read as the

@@ -41,6 +41,7 @@
 #include "ingest/staging.h"
 #include "parquet/sink.h"
 #include "pipeline/pipeline_int.h"	/* pl_exec, pl_array */
+#include "util/plan_settings.h"
 
 static const char *const stream_sinks[DECODE_NSTREAMS] = {"process", "memory"};
 
@@ -139,9 +140,7 @@ take_over_stream(DecodeStream stream, int64 batch_id, PartState *parts, int npar
 				   "  open_since = CASE WHEN sp.open_rows + excluded.open_rows = 0 THEN NULL "
 				   "                ELSE COALESCE(sp.open_since, excluded.open_since) END",
 				   staging_table_name(stream));
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);	/* see sink_write_part */
+	nestlevel = plan_settings_index_scans_begin();	/* see sink_write_part */
 	pl_exec(sql, 7, types, values, NULL, SPI_OK_INSERT);
 	AtEOXact_GUC(true, nestlevel);
 	pfree(sql);

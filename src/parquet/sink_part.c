@@ -43,6 +43,7 @@
 #include "parquet/format.h"
 #include "parquet/sink.h"
 #include "parquet/writer.h"
+#include "util/plan_settings.h"
 
 #define SINK_FETCH_ROWS 10000
 #define INPROGRESS_SUFFIX ".inprogress"
@@ -193,9 +194,7 @@ sink_write_part(const SinkPart *part, const char *query, int nargs, Oid *types, 
 	 * sequential scans: staging has no statistics worth the name and only a BRIN index on
 	 * batch_id, and a part must cost what its rows cost, not what staging holds.
 	 */
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	nestlevel = plan_settings_index_scans_begin();
 	portal = SPI_cursor_open_with_args(NULL, query, nargs, types, values, NULL, false, 0);
 	AtEOXact_GUC(true, nestlevel);
 	writer = pq_writer_create(cxt, portal->tupDesc, &wo, part_write, &out);

@@ -45,7 +45,9 @@
  * The partners of a row from the other buffer, as a lateral subquery. OFFSET 0 keeps the
  * planner from flattening it into a hash join over the whole buffer: each row of the batch
  * probes the (machine, cmd_pid, event_time) index, so the work follows the batch, not the
- * buffer.
+ * buffer. (Saved plans are made again every second, util/stmt_cache.c: a plan made while a
+ * buffer was empty takes its event_time index instead, and reads every row of the last
+ * minute once per row of the batch.)
  */
 #define PARTNERS(buffer, alias, row) \
 	" CROSS JOIN LATERAL (SELECT * FROM anomstream." buffer " b" \

@@ -14,7 +14,9 @@
  * holding W and windows close without data.
  *
  * Invariants: every change happens in the caller's transaction (or the tick's own), so a
- * crash anywhere leaves state, results and durable positions consistent; nothing reads
+ * crash anywhere leaves state, results and durable positions consistent; the statements run
+ * without JIT (util/plan_settings.c) and their saved plans follow the tables' current sizes
+ * (util/stmt_cache.c); nothing reads
  * staging rows of an earlier batch; the work is proportional to the batch and the state
  * it touches, never to the whole state; per-call memory is the SPI procedure context,
  * freed when the call returns.
@@ -36,6 +38,7 @@
 #include "keyed/keyed.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/pipeline_int.h"
+#include "util/plan_settings.h"
 
 #define RETENTION_EVERY_MS 60000
 #define BATCH_LOG_KEEP "1 day"
@@ -176,9 +179,11 @@ pipeline_process_batch(int64 batch_id, PartState *parts, int nparts, const Stage
 {
 	PipelineRun run;
 	TimestampTz start = GetCurrentTimestamp();
+	int			guc_level;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "anomstream: SPI_connect failed");
+	guc_level = plan_settings_without_jit_begin();
 	memset(&run, 0, sizeof(run));
 	run.batch_id = batch_id;
 	run.now = start;
@@ -198,6 +203,7 @@ pipeline_process_batch(int64 batch_id, PartState *parts, int nparts, const Stage
 	record(&run, true, (double) (GetCurrentTimestamp() - start) / 1000.0);
 	notify(&run);
 	apply_retention(start);
+	AtEOXact_GUC(true, guc_level);
 	SPI_finish();
 }
 
@@ -212,6 +218,7 @@ pipeline_tick(PartState *parts, int nparts)
 	PipelineRun run;
 	bool		own = !IsTransactionState();
 	TimestampTz now = GetCurrentTimestamp();
+	int			guc_level;
 
 	if (!TimestampDifferenceExceeds(last_tick, now, Max(anomstream_trigger_interval, TICK_MIN_MS)))
 		return;
@@ -224,6 +231,7 @@ pipeline_tick(PartState *parts, int nparts)
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "anomstream: SPI_connect failed");
+	guc_level = plan_settings_without_jit_begin();
 	memset(&run, 0, sizeof(run));
 	run.now = now;
 	if (pipeline_settings_load(&run.s, false))
@@ -240,6 +248,7 @@ pipeline_tick(PartState *parts, int nparts)
 		}
 		apply_retention(now);
 	}
+	AtEOXact_GUC(true, guc_level);
 	SPI_finish();
 	if (own)
 	{

@@ -8,7 +8,11 @@
  * per distinct (statement text, argument types), so each is parsed once per process and
  * then only executed. PostgreSQL's plan cache revalidates saved plans when the objects they
  * use change (DDL, ANALYZE) or search_path differs, so a cached plan never runs against a
- * changed schema.
+ * changed schema. It does not replan when a table merely grows: a plan made while a join
+ * buffer was empty (first batches, after a rebuild) would keep probing the wrong index as
+ * the buffer fills, until autovacuum's ANALYZE. So a plan older than STMT_REPLAN_MS (by
+ * transaction start) is prepared again, for the tables' current sizes: a re-plan per
+ * statement per second at most.
  *
  * Invariants: callers pass statements whose text does not embed values (values go in as
  * parameters), so the number of entries is bounded by the number of call sites (and, as a
@@ -22,12 +26,15 @@
 
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "access/xact.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "util/stmt_cache.h"
 
 #define STMT_BUCKETS 64
 #define STMT_MAX 512				/* beyond this, statements run unprepared */
+#define STMT_REPLAN_MS 1000			/* plans older than this are prepared again */
 
 typedef struct CachedStmt
 {
@@ -37,13 +44,31 @@ typedef struct CachedStmt
 	int			nargs;
 	Oid		   *types;
 	SPIPlanPtr	plan;
+	TimestampTz prepared_at;
 } CachedStmt;
 
 static CachedStmt *buckets[STMT_BUCKETS];
 static int	nstmts = 0;
 
 /*
- * The saved plan of a statement, prepared on first use; NULL when the cache is full.
+ * Prepare and save a statement's plan.
+ */
+static SPIPlanPtr
+prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "anomstream: SPI_prepare failed (%s): %s",
+			 SPI_result_code_string(SPI_result), sql);
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "anomstream: SPI_keepplan failed: %s", sql);
+	return plan;
+}
+
+/*
+ * The saved plan of a statement, prepared on first use and again once it is older than
+ * STMT_REPLAN_MS; NULL when the cache is full.
  */
 static SPIPlanPtr
 stmt_plan(const char *sql, int nargs, Oid *types)
@@ -52,20 +77,25 @@ stmt_plan(const char *sql, int nargs, Oid *types)
 	CachedStmt *e;
 	SPIPlanPtr	plan;
 	MemoryContext old;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
 	for (e = buckets[h % STMT_BUCKETS]; e; e = e->next)
 		if (e->hash == h && e->nargs == nargs && strcmp(e->sql, sql) == 0 &&
 			(nargs == 0 || memcmp(e->types, types, sizeof(Oid) * nargs) == 0))
+		{
+			if (TimestampDifferenceExceeds(e->prepared_at, now, STMT_REPLAN_MS))
+			{
+				plan = prepare(sql, nargs, types);
+				SPI_freeplan(e->plan);
+				e->plan = plan;
+				e->prepared_at = now;
+			}
 			return e->plan;
+		}
 	if (nstmts >= STMT_MAX)
 		return NULL;
 
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "anomstream: SPI_prepare failed (%s): %s",
-			 SPI_result_code_string(SPI_result), sql);
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "anomstream: SPI_keepplan failed: %s", sql);
+	plan = prepare(sql, nargs, types);
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	e = palloc(sizeof(CachedStmt));
@@ -76,6 +106,7 @@ stmt_plan(const char *sql, int nargs, Oid *types)
 	if (nargs > 0)
 		memcpy(e->types, types, sizeof(Oid) * nargs);
 	e->plan = plan;
+	e->prepared_at = now;
 	e->next = buckets[h % STMT_BUCKETS];
 	buckets[h % STMT_BUCKETS] = e;
 	nstmts++;
