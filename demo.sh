@@ -45,7 +45,11 @@ PSQL=(cluster_psql)
 
 cleanup() {
 	if [ "$KEEP" = 0 ]; then
-		[ -n "$WEB_PID" ] && kill "$WEB_PID" 2>/dev/null || true
+		# as root WEB_PID is runuser's, which does not pass SIGTERM on: stop the page itself
+		if [ -n "$WEB_PID" ]; then
+			pkill -TERM -P "$WEB_PID" 2>/dev/null || true
+			kill "$WEB_PID" 2>/dev/null || true
+		fi
 		throwaway_cluster_stop
 		rm -rf "$WORK"
 	fi
