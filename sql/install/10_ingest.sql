@@ -234,21 +234,3 @@ COMMENT ON VIEW anomstream.status IS
 	'Per topic/partition: positions, high watermark, lag, counts and the worker state.';
 
 GRANT SELECT ON anomstream.status TO anomstream_reader, anomstream_admin;
-
--- Summarize new BRIN ranges of staging (the worker does it before a step reads a micro-batch by
--- batch_id; this function is for administrators). Without
--- it every block range written since the last summary is unsummarized, and a scan for the
--- current batch (batch_id = N) reads all of them: a cost growing with staging instead of with
--- the batch.
-CREATE FUNCTION anomstream.summarize_staging() RETURNS void
-	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-	AS $$
-BEGIN
-	PERFORM pg_catalog.brin_summarize_new_values('anomstream.process_events_batch_brin'::pg_catalog.regclass);
-	PERFORM pg_catalog.brin_summarize_new_values('anomstream.memory_events_batch_brin'::pg_catalog.regclass);
-END
-$$;
-REVOKE ALL ON FUNCTION anomstream.summarize_staging() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION anomstream.summarize_staging() TO anomstream_admin;
-COMMENT ON FUNCTION anomstream.summarize_staging() IS
-	'Summarize the staging tables'' new BRIN ranges. The worker does the same by itself in a micro-batch whose keyed operators or sinks read staging by batch_id (skipping a table VACUUM is working on), so reading the batch costs what the batch costs.';

@@ -24,11 +24,11 @@
 #include "access/heapam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
-#include "executor/executor.h"
-#include "nodes/makefuncs.h"
 #include "utils/rel.h"
 
 #include "ingest/bulk_insert.h"

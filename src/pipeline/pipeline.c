@@ -16,10 +16,9 @@
  * Invariants: every change happens in the caller's transaction (or the tick's own), so a
  * crash anywhere leaves state, results and durable positions consistent; the statements run
  * without JIT (util/plan_settings.c) and their saved plans follow the tables' current sizes
- * (util/stmt_cache.c); nothing reads
- * staging rows of an earlier batch; the work is proportional to the batch and the state
- * it touches, never to the whole state; per-call memory is the SPI procedure context,
- * freed when the call returns.
+ * (util/stmt_cache.c); nothing reads staging rows of an earlier batch; the work is
+ * proportional to the batch and the state it touches, never to the whole state; per-call
+ * memory is the SPI procedure context, freed when the call returns.
  *
  *-------------------------------------------------------------------------
  */
