@@ -125,9 +125,7 @@ CREATE TABLE anomstream.join_process (
 	row_index			int NOT NULL,
 	batch_id			bigint NOT NULL
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
-CREATE INDEX join_process_key ON anomstream.join_process (machine, cmd_pid, event_time);
 CREATE INDEX join_process_time ON anomstream.join_process (event_time);
-CREATE INDEX join_process_batch ON anomstream.join_process (batch_id);
 COMMENT ON TABLE anomstream.join_process IS
 	'Join buffer (operator state): non-late process attack rows still within join_bound of the watermark.';
 
@@ -154,9 +152,7 @@ CREATE TABLE anomstream.join_memory (
 	row_index			int NOT NULL,
 	batch_id			bigint NOT NULL
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
-CREATE INDEX join_memory_key ON anomstream.join_memory (machine, cmd_pid, event_time);
 CREATE INDEX join_memory_time ON anomstream.join_memory (event_time);
-CREATE INDEX join_memory_batch ON anomstream.join_memory (batch_id);
 COMMENT ON TABLE anomstream.join_memory IS
 	'Join buffer (operator state): non-late memory attack rows still within join_bound of the watermark.';
 

@@ -13,10 +13,10 @@
  * Invariants: values passed by reference must stay valid until bulk_insert_end (the slots
  * keep them, so index entries and constraint checks need not deform the formed tuples);
  * like COPY FROM, NOT NULL and CHECK constraints are checked (ExecConstraints)
- * and index entries made; unlike it, no triggers fire and no defaults are evaluated: the
- * tables written this way are the extension's own, with no triggers, every column filled
- * or NULL by design, and no unique indexes. All memory is allocated in the caller's current
- * context, which the caller resets per batch.
+ * and index entries made (a unique index raises on a duplicate, as an INSERT would);
+ * unlike it, no triggers fire and no defaults are evaluated: the tables written this way
+ * are the extension's own, every column filled or NULL by design. All memory is allocated
+ * in the caller's current context, which the caller resets per batch.
  *
  *-------------------------------------------------------------------------
  */

@@ -10,50 +10,108 @@
  * batch id, so each batch emits ΔP ⋈ (M_old ∪ ΔM) ∪ P_old ⋈ ΔM: every pair exactly once,
  * in the batch that brought its later row. Eviction: a buffered row r can pair only with a
  * future row x with event_time >= W (anything earlier is late), and |x - r| < join_bound,
- * so once r.event_time + join_bound <= W it is deleted (batched, over the event_time btree).
+ * so once r.event_time + join_bound <= W it is deleted (batched, over the event_time btree,
+ * and from the copy with the same limit).
  * While a rebuild replays, only pairs whose later row is at or after its `from` are
  * written (rebuild.c): the earlier ones are still in the table.
+ *
+ * The batch's side comes from memory (run->delta, late.c); the other side from the
+ * worker's copy of the buffers by (machine, cmd_pid) (state_cache.c), so the work follows
+ * the batch and the rows of its keys, not the buffer; pairs of two rows of this batch are
+ * found from the process side only (a memory row's partners of this batch are skipped). Pairs are written
+ * through bulk_insert.c, like COPY: no per-row executor, one WAL record per page; row
+ * triggers on detected_attacks do not fire (LISTEN anomstream_detected or a sink follows
+ * the pairs instead).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "ingest/bulk_insert.h"
 #include "pipeline/pipeline_int.h"
 
-#define PAIR_COLUMNS \
-	"p_event_time, p_machine, p_sequence, p_pid, trun, tslpi, tslpu, poli, nice, pri, rtpr, " \
-	"cpunr, status, exc, state, cpu, p_cmd, p_cmd_pid, p_prediction, " \
-	"m_event_time, m_machine, m_sequence, m_pid, minflt, majflt, vstext, vsize, rsize, vgrow, " \
-	"rgrow, mem, m_cmd, m_cmd_pid, m_prediction, processing_time, " \
-	"p_kafka_partition, p_kafka_offset, p_row_index, m_kafka_partition, m_kafka_offset, " \
-	"m_row_index, p_probability, m_probability, p_model_version, m_model_version, batch_id"
+/* Where a column of detected_attacks comes from */
+typedef enum PairSource
+{
+	FROM_PROCESS,
+	FROM_MEMORY,
+	FROM_PROCESSING_TIME,
+	FROM_BATCH_ID,
+	FROM_NOTHING				/* a dropped column */
+} PairSource;
 
-#define PAIR_VALUES \
-	"p.event_time, p.machine, p.sequence, p.pid, p.trun, p.tslpi, p.tslpu, p.poli, p.nice, " \
-	"p.pri, p.rtpr, p.cpunr, p.status, p.exc, p.state, p.cpu, p.cmd, p.cmd_pid, p.prediction, " \
-	"m.event_time, m.machine, m.sequence, m.pid, m.minflt, m.majflt, m.vstext, m.vsize, " \
-	"m.rsize, m.vgrow, m.rgrow, m.mem, m.cmd, m.cmd_pid, m.prediction, " \
-	"pg_catalog.transaction_timestamp(), " \
-	"p.kafka_partition, p.kafka_offset, p.row_index, m.kafka_partition, m.kafka_offset, " \
-	"m.row_index, p.probability, m.probability, p.model_version, m.model_version, $1"
+typedef struct PairColumn
+{
+	PairSource	source;
+	int			attno;			/* 0-based, in the buffer of the source */
+} PairColumn;
+
+static int
+column_of(TupleDesc desc, const char *name)
+{
+	for (int a = 0; a < desc->natts; a++)
+		if (!TupleDescAttr(desc, a)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, a)->attname), name) == 0)
+			return a;
+	return -1;
+}
 
 /*
- * The partners of a row from the other buffer, as a lateral subquery. OFFSET 0 keeps the
- * planner from flattening it into a hash join over the whole buffer: each row of the batch
- * probes the (machine, cmd_pid, event_time) index, so the work follows the batch, not the
- * buffer. (Saved plans are made again every second, util/stmt_cache.c: a plan made while a
- * buffer was empty takes its event_time index instead, and reads every row of the last
- * minute once per row of the batch.)
+ * Map each column of detected_attacks to its source: "p_x" is column x (else p_x) of the
+ * process buffer, "m_x" of the memory buffer, an unprefixed name the buffer that has it.
  */
-#define PARTNERS(buffer, alias, row) \
-	" CROSS JOIN LATERAL (SELECT * FROM anomstream." buffer " b" \
-	" WHERE b.machine = " row ".machine AND b.cmd_pid = " row ".cmd_pid" \
-	" AND b.event_time > " row ".event_time - $2 AND b.event_time < " row ".event_time + $2" \
-	" OFFSET 0) " alias
+static PairColumn *
+pair_columns(TupleDesc ddesc, TupleDesc pdesc, TupleDesc mdesc)
+{
+	PairColumn *map = palloc(sizeof(PairColumn) * ddesc->natts);
+
+	for (int a = 0; a < ddesc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(ddesc, a);
+		const char *name = NameStr(att->attname);
+		TupleDesc	src = NULL;
+
+		map[a].attno = -1;
+		if (att->attisdropped)
+			map[a].source = FROM_NOTHING;
+		else if (strcmp(name, "processing_time") == 0)
+			map[a].source = FROM_PROCESSING_TIME;
+		else if (strcmp(name, "batch_id") == 0)
+			map[a].source = FROM_BATCH_ID;
+		else if (strncmp(name, "p_", 2) == 0 &&
+				 ((map[a].attno = column_of(pdesc, name + 2)) >= 0 ||
+				  (map[a].attno = column_of(pdesc, name)) >= 0))
+			map[a].source = FROM_PROCESS, src = pdesc;
+		else if (strncmp(name, "m_", 2) == 0 &&
+				 ((map[a].attno = column_of(mdesc, name + 2)) >= 0 ||
+				  (map[a].attno = column_of(mdesc, name)) >= 0))
+			map[a].source = FROM_MEMORY, src = mdesc;
+		else if ((map[a].attno = column_of(pdesc, name)) >= 0)
+			map[a].source = FROM_PROCESS, src = pdesc;
+		else if ((map[a].attno = column_of(mdesc, name)) >= 0)
+			map[a].source = FROM_MEMORY, src = mdesc;
+		else
+			elog(ERROR, "anomstream: column \"%s\" of detected_attacks has no join buffer column",
+				 name);
+		if (src != NULL && TupleDescAttr(src, map[a].attno)->atttypid != att->atttypid)
+			elog(ERROR, "anomstream: column \"%s\" of detected_attacks differs in type from its join buffer column",
+				 name);
+	}
+	return map;
+}
 
 /*
  * Insert this batch's pairs.
@@ -61,24 +119,105 @@
 void
 join_emit_pairs(PipelineRun *run)
 {
-	Oid			types[3] = {INT8OID, INTERVALOID, TIMESTAMPTZOID};
-	Datum		values[3];
+	int64		bound_us = (int64) run->s.join_bound_ms * 1000;
+	Oid			nsp = get_namespace_oid("anomstream", false);
+	Relation	bufs[2];
+	TupleDesc	descs[2];
+	Relation	drel;
+	PairColumn *map;
+	BulkInserter *bi;
+	int			natts;
+	Datum	   *values;
+	bool	   *nulls;
+	Datum	   *ov[2];
+	bool	   *on[2];
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
-	if (run->attack_rows[0] == 0 && run->attack_rows[1] == 0)
+	if (run->delta[STREAM_PROCESS].n == 0 && run->delta[STREAM_MEMORY].n == 0)
 		return;
-	values[0] = Int64GetDatum(run->batch_id);
-	values[1] = run->s.join_bound;
-	values[2] = TimestampTzGetDatum(run->gate_pairs);
-	run->pairs = pl_exec("INSERT INTO anomstream.detected_attacks (" PAIR_COLUMNS ") "
-						 "SELECT " PAIR_VALUES " FROM anomstream.join_process p"
-						 PARTNERS("join_memory", "m", "p")
-						 " WHERE p.batch_id = $1 AND GREATEST(p.event_time, m.event_time) >= $3 "
-						 "UNION ALL "
-						 "SELECT " PAIR_VALUES " FROM anomstream.join_memory m"
-						 PARTNERS("join_process", "p", "m")
-						 " WHERE m.batch_id = $1 AND p.batch_id < $1"
-						 " AND GREATEST(p.event_time, m.event_time) >= $3",
-						 3, types, values, NULL, SPI_OK_INSERT);
+	bufs[STREAM_PROCESS] = table_open(get_relname_relid("join_process", nsp), AccessShareLock);
+	bufs[STREAM_MEMORY] = table_open(get_relname_relid("join_memory", nsp), AccessShareLock);
+	drel = table_open(get_relname_relid("detected_attacks", nsp), RowExclusiveLock);
+	natts = RelationGetDescr(drel)->natts;
+	for (int s = 0; s < 2; s++)
+	{
+		descs[s] = RelationGetDescr(bufs[s]);
+		ov[s] = palloc(sizeof(Datum) * descs[s]->natts);
+		on[s] = palloc(sizeof(bool) * descs[s]->natts);
+	}
+	map = pair_columns(RelationGetDescr(drel), descs[STREAM_PROCESS], descs[STREAM_MEMORY]);
+	values = palloc(sizeof(Datum) * natts);	/* the inserter copies them per row */
+	nulls = palloc(sizeof(bool) * natts);
+	bi = bulk_insert_begin(drel);
+
+	/* the process rows of the batch against all memory rows, then the reverse */
+	for (int side = STREAM_PROCESS; side <= STREAM_MEMORY; side++)
+	{
+		DeltaRows  *d = &run->delta[side];
+		int			other = side == STREAM_PROCESS ? STREAM_MEMORY : STREAM_PROCESS;
+
+		for (int r = 0; r < d->n; r++)
+		{
+			Datum	   *v = d->values[r];
+			TimestampTz et = DatumGetTimestampTz(v[d->att_event_time]);
+			StateRows  *partners = &d->entries[r]->rows[other];
+
+			if (TIMESTAMP_NOT_FINITE(et))
+				continue;		/* (et - bound, et + bound) holds no time */
+			for (int i = 0; i < partners->n; i++)
+			{
+				StateRow   *o = &partners->rows[i];
+				Datum	   *pv,
+						   *mv;
+				bool	   *pn,
+						   *mn;
+
+				if (o->event_time <= et - bound_us || o->event_time >= et + bound_us)
+					continue;
+				if (side == STREAM_MEMORY && o->batch_id == run->batch_id)
+					continue;	/* found from the process side */
+				if (Max(et, o->event_time) < run->gate_pairs)
+					continue;	/* a rebuild keeps this pair */
+				/* pointers into the copy's tuple: it outlives the insert */
+				heap_deform_tuple(o->tuple, descs[other], ov[other], on[other]);
+				if (side == STREAM_PROCESS)
+					pv = v, pn = d->nulls[r], mv = ov[other], mn = on[other];
+				else
+					pv = ov[other], pn = on[other], mv = v, mn = d->nulls[r];
+				for (int a = 0; a < natts; a++)
+				{
+					switch (map[a].source)
+					{
+						case FROM_PROCESS:
+							values[a] = pv[map[a].attno];
+							nulls[a] = pn[map[a].attno];
+							break;
+						case FROM_MEMORY:
+							values[a] = mv[map[a].attno];
+							nulls[a] = mn[map[a].attno];
+							break;
+						case FROM_PROCESSING_TIME:
+							values[a] = TimestampTzGetDatum(now);
+							nulls[a] = false;
+							break;
+						case FROM_BATCH_ID:
+							values[a] = Int64GetDatum(run->batch_id);
+							nulls[a] = false;
+							break;
+						case FROM_NOTHING:
+							values[a] = (Datum) 0;
+							nulls[a] = true;
+							break;
+					}
+				}
+				bulk_insert_row(bi, values, nulls);
+			}
+		}
+	}
+	run->pairs = (int64) bulk_insert_end(bi);
+	table_close(drel, NoLock);
+	table_close(bufs[STREAM_PROCESS], NoLock);
+	table_close(bufs[STREAM_MEMORY], NoLock);
 }
 
 /*
@@ -87,15 +226,16 @@ join_emit_pairs(PipelineRun *run)
 void
 join_evict(PipelineRun *run)
 {
-	Oid			types[2] = {TIMESTAMPTZOID, INTERVALOID};
-	Datum		values[2];
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
 
 	if (TIMESTAMP_NOT_FINITE(run->watermark_new) || run->watermark_new == run->watermark_old)
 		return;
-	values[0] = TimestampTzGetDatum(run->watermark_new);
-	values[1] = run->s.join_bound;
-	run->evicted[0] = pl_exec("DELETE FROM anomstream.join_process WHERE event_time <= $1 - $2",
-							  2, types, values, NULL, SPI_OK_DELETE);
-	run->evicted[1] = pl_exec("DELETE FROM anomstream.join_memory WHERE event_time <= $1 - $2",
-							  2, types, values, NULL, SPI_OK_DELETE);
+	values[0] = DirectFunctionCall2(timestamptz_mi_interval,
+									TimestampTzGetDatum(run->watermark_new), run->s.join_bound);
+	run->evicted[0] = pl_exec("DELETE FROM anomstream.join_process WHERE event_time <= $1",
+							  1, types, values, NULL, SPI_OK_DELETE);
+	run->evicted[1] = pl_exec("DELETE FROM anomstream.join_memory WHERE event_time <= $1",
+							  1, types, values, NULL, SPI_OK_DELETE);
+	state_cache_evict(DatumGetTimestampTz(values[0]), DT_NOBEGIN);
 }

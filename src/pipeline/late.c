@@ -16,7 +16,8 @@
  * event_time < W (the W before this batch). Late rows go to anomstream.late_rows (one
  * statement over arrays: they are few); non-late attack rows (prediction = 1, machine and
  * cmd_pid not NULL) go to the stream's join buffer through bulk_insert.c, stamped with the
- * batch id, from where join.c and windows.c take the batch's delta.
+ * batch id, and to the worker's copy of the state (state_cache.c), and are kept in
+ * run->delta, from where join.c and windows.c take the batch's delta.
  *
  * Invariants: the per-partition figures (rows, late counts, newest event_time) cover every
  * non-refill row of the batch exactly once; memory is the caller's (SPI procedure)
@@ -197,6 +198,46 @@ join_column_map(TupleDesc jdesc, TupleDesc sdesc, const char *jname)
 }
 
 /*
+ * An empty delta for the join buffer of descriptor jdesc.
+ */
+static void
+delta_init(DeltaRows *d, TupleDesc jdesc, const char *jname)
+{
+	memset(d, 0, sizeof(*d));
+	d->natts = jdesc->natts;
+	d->att_event_time = attno_of(jdesc, "event_time");
+	d->att_machine = attno_of(jdesc, "machine");
+	d->att_cmd_pid = attno_of(jdesc, "cmd_pid");
+	if (d->att_event_time < 0 || d->att_machine < 0 || d->att_cmd_pid < 0 ||
+		TupleDescAttr(jdesc, d->att_event_time)->atttypid != TIMESTAMPTZOID ||
+		TupleDescAttr(jdesc, d->att_machine)->atttypid != INT4OID ||
+		TupleDescAttr(jdesc, d->att_cmd_pid)->atttypid != TEXTOID)
+		elog(ERROR, "anomstream: join buffer %s lacks event_time, machine or cmd_pid of the expected types",
+			 jname);
+}
+
+/*
+ * Append a row (its arrays to be filled by the caller).
+ */
+static void
+delta_add(DeltaRows *d)
+{
+	if (d->n == d->cap)
+	{
+		d->cap = d->cap ? d->cap * 2 : 256;
+		d->values = d->values ? repalloc(d->values, sizeof(Datum *) * d->cap)
+			: palloc(sizeof(Datum *) * d->cap);
+		d->nulls = d->nulls ? repalloc(d->nulls, sizeof(bool *) * d->cap)
+			: palloc(sizeof(bool *) * d->cap);
+		d->entries = d->entries ? repalloc(d->entries, sizeof(StateEntry *) * d->cap)
+			: palloc(sizeof(StateEntry *) * d->cap);
+	}
+	d->values[d->n] = palloc(sizeof(Datum) * d->natts);
+	d->nulls[d->n] = palloc(sizeof(bool) * d->natts);
+	d->n++;
+}
+
+/*
  * Classify and take over one stream's rows of this micro-batch.
  */
 void
@@ -213,8 +254,7 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 	Relation	jrel;
 	int		   *jmap;
 	BulkInserter *bi;
-	Datum	   *jvalues;
-	bool	   *jnulls;
+	DeltaRows  *delta = &run->delta[stream];
 	int64		lateness_us = (int64) run->s.lateness_ms * 1000;
 
 	if (staged == NULL || staged->nrows == 0)
@@ -261,8 +301,7 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 
 	jrel = table_openrv(makeRangeVar("anomstream", (char *) jname, -1), RowExclusiveLock);
 	jmap = join_column_map(RelationGetDescr(jrel), staged->desc, jname);
-	jvalues = palloc(sizeof(Datum) * RelationGetDescr(jrel)->natts);
-	jnulls = palloc(sizeof(bool) * RelationGetDescr(jrel)->natts);
+	delta_init(delta, RelationGetDescr(jrel), jname);
 	bi = bulk_insert_begin(jrel);
 	memset(&late, 0, sizeof(late));
 
@@ -275,6 +314,8 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 		PartWalk   *pw;
 		RowClass	cls = ROW_ON_TIME;
 		TimestampTz wm = 0;
+		Datum	   *jvalues;
+		bool	   *jnulls;
 
 		if (partition < 0 || partition > maxpart || bypart[partition] < 0)
 			elog(ERROR, "anomstream: staged rows of unassigned partition %s/%d",
@@ -330,7 +371,10 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 		if (slot->tts_isnull[c.prediction] || DatumGetInt32(slot->tts_values[c.prediction]) != 1 ||
 			slot->tts_isnull[c.machine] || slot->tts_isnull[c.cmd_pid])
 			continue;
-		for (int a = 0; a < RelationGetDescr(jrel)->natts; a++)
+		delta_add(delta);
+		jvalues = delta->values[delta->n - 1];
+		jnulls = delta->nulls[delta->n - 1];
+		for (int a = 0; a < delta->natts; a++)
 		{
 			if (jmap[a] == -1)
 			{
@@ -349,6 +393,11 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 			}
 		}
 		bulk_insert_row(bi, jvalues, jnulls);
+		delta->entries[delta->n - 1] =
+			state_cache_entry(DatumGetInt32(jvalues[delta->att_machine]),
+							  jvalues[delta->att_cmd_pid], true);
+		state_cache_add_row(stream, delta->entries[delta->n - 1], RelationGetDescr(jrel),
+							jvalues, jnulls, et, run->batch_id);
 	}
 	run->attack_rows[stream] = (int64) bulk_insert_end(bi);
 	table_close(jrel, NoLock);

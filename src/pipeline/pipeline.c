@@ -189,6 +189,7 @@ pipeline_process_batch(int64 batch_id, PartState *parts, int nparts, const Stage
 	pipeline_settings_load(&run.s, true);
 	watermark_load(&run, parts, nparts);
 	rebuild_load(&run);			/* a rebuild replaying: gates, replay positions */
+	state_cache_prepare(run.held);
 
 	for (int s = 0; s < DECODE_NSTREAMS; s++)
 		late_classify(&run, s, &staged[s]);

@@ -19,6 +19,7 @@
 
 #include "ingest/positions.h"
 #include "ingest/staging.h"
+#include "pipeline/state_cache.h"
 
 /* The semantic settings a run uses (DESIGN.md §7: equal to anomstream.pipeline_config) */
 typedef struct PipelineSettings
@@ -53,6 +54,25 @@ typedef struct PartWatermark
 								 * or the replay position of a rebuild (rebuild.c) */
 } PartWatermark;
 
+/*
+ * The batch's non-late attack rows of one stream, as late.c wrote them to the stream's join
+ * buffer: per row, values and nulls in the buffer's column order (by-reference values point
+ * into the batch's staged slots). join.c and windows.c take the batch's delta from here,
+ * never from the buffer.
+ */
+typedef struct DeltaRows
+{
+	int			n;
+	int			cap;
+	Datum	  **values;
+	bool	  **nulls;
+	int			natts;
+	int			att_event_time;	/* 0-based attribute numbers in the buffer */
+	int			att_machine;
+	int			att_cmd_pid;
+	StateEntry **entries;		/* each row's entry in the state copy (state_cache.c) */
+} DeltaRows;
+
 /* One pipeline call */
 typedef struct PipelineRun
 {
@@ -60,6 +80,7 @@ typedef struct PipelineRun
 	PipelineSettings s;
 	TimestampTz watermark_old;	/* W before the run */
 	TimestampTz watermark_new;	/* W after it */
+	int64		held[3];		/* pipeline_state's held_* before the run */
 	PartWatermark *pw;
 	int			npw;
 	TimestampTz now;
@@ -67,6 +88,7 @@ typedef struct PipelineRun
 	int64		rows;
 	int64		late_rows;
 	int64		attack_rows[2];
+	DeltaRows	delta[2];		/* by stream */
 	int64		max_event_time_seen; /* newest event_time of the batch, 0 none */
 	bool		has_event_time;
 	int64		pairs;

@@ -609,6 +609,7 @@ rebuild_execute(KafkaSource *src, PartState *parts, int nparts)
 		deleted[2] = pl_exec("DELETE FROM anomstream.late_rows WHERE event_time >= $3",
 							 3, types, values, NULL, SPI_OK_DELETE);
 	}
+	state_cache_invalidate();	/* loaded again (empty) by the next batch */
 	pl_exec("DELETE FROM anomstream.join_process", 0, NULL, NULL, NULL, SPI_OK_DELETE);
 	pl_exec("DELETE FROM anomstream.join_memory", 0, NULL, NULL, NULL, SPI_OK_DELETE);
 	pl_exec("DELETE FROM anomstream.window_keys", 0, NULL, NULL, NULL, SPI_OK_DELETE);

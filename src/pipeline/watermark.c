@@ -40,14 +40,16 @@ watermark_load(PipelineRun *run, PartState *parts, int nparts)
 	bool		isnull;
 	uint64		n;
 
-	pl_exec("SELECT watermark FROM anomstream.pipeline_state", 0, NULL, NULL, NULL,
-			SPI_OK_SELECT);
+	pl_exec("SELECT watermark, held_process, held_memory, held_keys FROM anomstream.pipeline_state",
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("anomstream.pipeline_state must hold exactly one row"),
 				 errhint("Reinstall the extension.")));
 	run->watermark_old = DatumGetTimestampTz(pl_get(0, 1, &isnull));
+	for (int c = 0; c < 3; c++)
+		run->held[c] = DatumGetInt64(pl_get(0, c + 2, &isnull));
 	run->watermark_new = run->watermark_old;
 
 	run->pw = palloc0(sizeof(PartWatermark) * Max(nparts, 1));

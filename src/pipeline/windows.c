@@ -6,15 +6,15 @@
  *	  (DESIGN.md §5, §6).
  *
  * State: anomstream.window_keys holds each distinct (machine, cmd_pid, window_start) of the
- * non-late attack rows of both streams. A batch inserts its keys; only the keys that were
- * not there yet (set A) can change a result: the window of each such key (attacks + 1, and
- * new or not), and the later windows of the same key within the retention, (ws, ws + R],
- * where the key stops being new. Those windows are recounted from window_keys exactly as
- * the reference query does and written only where a value changed (HOT updates; the
- * table has fillfactor 50 and no index on the changing columns). All of them are open:
- * non-late rows have event_time >= W, so their window ends after W. While a rebuild
- * replays, only windows from its first recomputed window on are written (rebuild.c); the
- * keys of earlier windows are still kept, for new_attacks.
+ * non-late attack rows of both streams. A batch inserts its distinct keys (computed in C
+ * from the batch's rows in memory); only the keys that were not there yet (set A) can
+ * change a result: the window of each such key (attacks + 1, and new or not), and the next
+ * window of the same key within the retention, (ws, ws + R], where that key may stop being
+ * new. The changes are added to the windows' rows (windows_update's comment has the
+ * argument; HOT updates: the table has fillfactor 50 and no index on the changing
+ * columns). All of them are open: non-late rows have event_time >= W, so their window
+ * ends after W. While a rebuild replays, only windows from its first recomputed window on
+ * are written (rebuild.c); the keys of earlier windows are still kept, for new_attacks.
  *
  * A window is closed once W >= window_end; a closed row never changes. Eviction: future
  * keys fall into windows starting at date_bin(W) or later and look back R from there, so
@@ -26,82 +26,183 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
 
 #include "pipeline/pipeline_int.h"
 
-#define ORIGIN "'1970-01-01 00:00:00+00'::timestamptz"
+/* A key the batch added, or an older key that stopped being new */
+typedef struct KeyRef
+{
+	StateEntry *e;
+	TimestampTz ws;
+} KeyRef;
+
+static int
+ref_cmp(const void *a, const void *b)
+{
+	const KeyRef *x = a;
+	const KeyRef *y = b;
+
+	if (x->e != y->e)
+		return x->e < y->e ? -1 : 1;
+	return x->ws < y->ws ? -1 : x->ws > y->ws ? 1 : 0;
+}
+
+static Datum
+window_origin(void)
+{
+	return TimestampTzGetDatum(-((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY));
+}
 
 /*
- * Insert the batch's window keys and recount the windows they affect.
+ * Insert the batch's window keys and apply what the new ones change.
+ *
+ * Only the keys that were not there yet (set A) change a result: each adds 1 to attacks of
+ * its window, and 1 to new_attacks if no key of the same (machine, cmd_pid) is in
+ * [ws - R, ws) (after the batch). An older key o that was new (no older key in
+ * [o - R, o)) stops being new if a key of A falls in [o - R, o); the largest such key of A
+ * has o as its next window start, so looking at the next start after each key of A finds
+ * every such o (counted once). The changes are added to the windows' rows, which therefore
+ * equal the reference query's counts over the keys inserted since the row was made (a
+ * rebuild deletes both: rebuild.c). The keys are looked up in the worker's copy of
+ * window_keys (state_cache.c); the table gets the new ones.
  */
 void
 windows_update(PipelineRun *run)
 {
-	Oid			types[4] = {INT8OID, INTERVALOID, INTERVALOID, INTERVALOID};
-	Datum		values[4];
-	bool		isnull;
-	Datum		machines,
-				cmd_pids,
-				starts;
+	int			nrows = run->delta[0].n + run->delta[1].n;
+	int64		r_us = (int64) run->s.retention_s * USECS_PER_SEC;
+	KeyRef	   *added;
+	KeyRef	   *flips;
+	int			nadded = 0,
+				nflips = 0,
+				nd = 0;
+	Datum	   *k_machine,
+			   *k_cmd_pid,
+			   *k_ws,
+			   *d_machine,
+			   *d_ws,
+			   *d_attacks,
+			   *d_new;
+	Datum		origin = window_origin();
 
-	if (run->attack_rows[0] == 0 && run->attack_rows[1] == 0)
+	if (nrows == 0)
 		return;
-	values[0] = Int64GetDatum(run->batch_id);
-	values[1] = run->s.window;
-	pl_exec("WITH d AS ("
-			" SELECT machine, cmd_pid, pg_catalog.date_bin($2, event_time, " ORIGIN ") AS ws"
-			" FROM anomstream.join_process WHERE batch_id = $1"
-			" UNION"
-			" SELECT machine, cmd_pid, pg_catalog.date_bin($2, event_time, " ORIGIN ")"
-			" FROM anomstream.join_memory WHERE batch_id = $1"
-			"), ins AS ("
-			" INSERT INTO anomstream.window_keys (machine, cmd_pid, window_start)"
-			" SELECT machine, cmd_pid, ws FROM d ON CONFLICT DO NOTHING"
-			" RETURNING machine, cmd_pid, window_start"
-			") SELECT count(*), array_agg(machine), array_agg(cmd_pid), array_agg(window_start)"
-			" FROM ins", 2, types, values, NULL, SPI_OK_SELECT);
-	run->new_keys = DatumGetInt64(pl_get(0, 1, &isnull));
-	if (run->new_keys == 0)
+	added = palloc(sizeof(KeyRef) * nrows);
+	for (int s = 0; s < 2; s++)
+	{
+		DeltaRows  *d = &run->delta[s];
+
+		for (int r = 0; r < d->n; r++)
+		{
+			TimestampTz ws = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_bin,
+																	 run->s.window,
+																	 d->values[r][d->att_event_time],
+																	 origin));
+
+			if (state_cache_add_ws(d->entries[r], ws))
+			{
+				added[nadded].e = d->entries[r];
+				added[nadded].ws = ws;
+				nadded++;
+			}
+		}
+	}
+	run->new_keys = nadded;
+	if (nadded == 0)
 		return;
-	machines = SPI_datumTransfer(pl_get(0, 2, &isnull), false, -1);
-	cmd_pids = SPI_datumTransfer(pl_get(0, 3, &isnull), false, -1);
-	starts = SPI_datumTransfer(pl_get(0, 4, &isnull), false, -1);
+	qsort(added, nadded, sizeof(KeyRef), ref_cmp);
+
+	k_machine = palloc(sizeof(Datum) * nadded);
+	k_cmd_pid = palloc(sizeof(Datum) * nadded);
+	k_ws = palloc(sizeof(Datum) * nadded);
+	d_machine = palloc(sizeof(Datum) * nadded * 2);
+	d_ws = palloc(sizeof(Datum) * nadded * 2);
+	d_attacks = palloc(sizeof(Datum) * nadded * 2);
+	d_new = palloc(sizeof(Datum) * nadded * 2);
+	flips = palloc(sizeof(KeyRef) * nadded);
+	for (int i = 0; i < nadded; i++)
+	{
+		StateEntry *e = added[i].e;
+		TimestampTz ws = added[i].ws;
+		int			at = state_cache_ws_lower(e, ws);
+		bool		is_new = state_cache_ws_lower(e, ws - r_us) == at;
+
+		k_machine[i] = Int32GetDatum(e->key.machine);
+		k_cmd_pid[i] = PointerGetDatum(cstring_to_text_with_len(e->key.data, e->key.len));
+		k_ws[i] = TimestampTzGetDatum(ws);
+		if (ws >= run->gate_windows)
+		{
+			d_machine[nd] = Int32GetDatum(e->key.machine);
+			d_ws[nd] = TimestampTzGetDatum(ws);
+			d_attacks[nd] = Int32GetDatum(1);
+			d_new[nd] = Int32GetDatum(is_new ? 1 : 0);
+			nd++;
+		}
+		/* the next start of the key, if it is an older key that was new until now */
+		if (at + 1 < e->nws && e->ws[at + 1] <= ws + r_us)
+		{
+			KeyRef		o = {e, e->ws[at + 1]};
+			bool		older_before = false;
+
+			if (bsearch(&o, added, nadded, sizeof(KeyRef), ref_cmp) != NULL)
+				continue;		/* a key of A: counted above */
+			for (int j = state_cache_ws_lower(e, o.ws - r_us); e->ws[j] < o.ws; j++)
+			{
+				KeyRef		x = {e, e->ws[j]};
+
+				if (bsearch(&x, added, nadded, sizeof(KeyRef), ref_cmp) == NULL)
+				{
+					older_before = true;
+					break;
+				}
+			}
+			if (!older_before)
+				flips[nflips++] = o;
+		}
+	}
+	qsort(flips, nflips, sizeof(KeyRef), ref_cmp);
+	for (int i = 0; i < nflips; i++)
+	{
+		if ((i > 0 && ref_cmp(&flips[i], &flips[i - 1]) == 0) || flips[i].ws < run->gate_windows)
+			continue;
+		d_machine[nd] = Int32GetDatum(flips[i].e->key.machine);
+		d_ws[nd] = TimestampTzGetDatum(flips[i].ws);
+		d_attacks[nd] = Int32GetDatum(0);
+		d_new[nd] = Int32GetDatum(-1);
+		nd++;
+	}
 
 	{
-		Oid			t[6] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INTERVALOID,
-		INTERVALOID, TIMESTAMPTZOID};
-		Datum		v[6] = {machines, cmd_pids, starts, run->s.window, run->s.retention,
-		TimestampTzGetDatum(run->gate_windows)};
+		Oid			t[8] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID,
+			TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INTERVALOID};
+		Datum		v[8] = {pl_array(k_machine, NULL, nadded, INT4OID),
+			pl_array(k_cmd_pid, NULL, nadded, TEXTOID),
+			pl_array(k_ws, NULL, nadded, TIMESTAMPTZOID),
+			pl_array(d_machine, NULL, nd, INT4OID),
+			pl_array(d_ws, NULL, nd, TIMESTAMPTZOID),
+			pl_array(d_attacks, NULL, nd, INT4OID),
+			pl_array(d_new, NULL, nd, INT4OID),
+		run->s.window};
 
 		run->windows_changed =
-			pl_exec("WITH a AS ("
-					" SELECT * FROM unnest($1, $2, $3) AS a(machine, cmd_pid, ws)"
-					"), aff AS ("
-					" SELECT machine, ws FROM a"
-					" UNION"
-					" SELECT k.machine, k.window_start FROM a CROSS JOIN LATERAL ("
-					"   SELECT l.machine, l.window_start FROM anomstream.window_keys l"
-					"   WHERE l.machine = a.machine AND l.cmd_pid = a.cmd_pid"
-					"     AND l.window_start > a.ws AND l.window_start <= a.ws + $5"
-					"   OFFSET 0) k"	/* a probe of the key's index per new key, never a scan of all keys */
-					"), cnt AS ("
-					" SELECT f.machine, f.ws, count(*) AS attacks,"
-					"   count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM anomstream.window_keys j"
-					"     WHERE j.machine = k.machine AND j.cmd_pid = k.cmd_pid"
-					"       AND j.window_start >= k.window_start - $5"
-					"       AND j.window_start < k.window_start)) AS new_attacks"
-					" FROM aff f JOIN anomstream.window_keys k"
-					"   ON k.window_start = f.ws AND k.machine = f.machine"
-					" GROUP BY f.machine, f.ws"
+			pl_exec("WITH k AS ("
+					" INSERT INTO anomstream.window_keys (machine, cmd_pid, window_start)"
+					" SELECT * FROM unnest($1, $2, $3)"
+					"), s AS ("
+					" SELECT machine, ws, sum(a) AS attacks, sum(n) AS new_attacks"
+					" FROM unnest($4, $5, $6, $7) AS d(machine, ws, a, n) GROUP BY machine, ws"
 					")"
 					" INSERT INTO anomstream.potential_attacks AS pa"
 					"   (window_start, window_end, machine, attacks, new_attacks)"
-					" SELECT ws, ws + $4, machine, attacks, new_attacks FROM cnt WHERE ws >= $6"
+					" SELECT ws, ws + $8, machine, attacks, new_attacks FROM s"
+					" WHERE attacks <> 0 OR new_attacks <> 0"
 					" ON CONFLICT (window_start, machine) DO UPDATE"
-					"   SET attacks = excluded.attacks, new_attacks = excluded.new_attacks"
-					"   WHERE pa.attacks <> excluded.attacks OR pa.new_attacks <> excluded.new_attacks",
-					6, t, v, NULL, SPI_OK_INSERT);
+					"   SET attacks = pa.attacks + excluded.attacks,"
+					"       new_attacks = pa.new_attacks + excluded.new_attacks",
+					8, t, v, NULL, SPI_OK_INSERT);
 	}
 }
 
@@ -113,7 +214,7 @@ windows_update(PipelineRun *run)
 void
 windows_advance(PipelineRun *run)
 {
-	Oid			types[4] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INTERVALOID, INTERVALOID};
+	Oid			types[4] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INTERVALOID, TIMESTAMPTZOID};
 	Datum		values[4];
 
 	if (TIMESTAMP_NOT_FINITE(run->watermark_new) || run->watermark_new == run->watermark_old)
@@ -121,13 +222,16 @@ windows_advance(PipelineRun *run)
 	values[0] = TimestampTzGetDatum(run->watermark_old);
 	values[1] = TimestampTzGetDatum(run->watermark_new);
 	values[2] = run->s.window;
-	values[3] = run->s.retention;
+	values[3] = DirectFunctionCall2(timestamptz_mi_interval,
+									DirectFunctionCall3(timestamptz_bin, run->s.window,
+														values[1], window_origin()),
+									run->s.retention);
 	run->windows_closed =
 		pl_exec("UPDATE anomstream.potential_attacks SET closed = true"
 				" WHERE window_start > $1 - $3 AND window_start <= $2 - $3 AND NOT closed",
 				3, types, values, NULL, SPI_OK_UPDATE);
 	run->evicted[2] =
-		pl_exec("DELETE FROM anomstream.window_keys"
-				" WHERE window_start < pg_catalog.date_bin($3, $2, " ORIGIN ") - $4",
-				4, types, values, NULL, SPI_OK_DELETE);
+		pl_exec("DELETE FROM anomstream.window_keys WHERE window_start < $1",
+				1, &types[3], &values[3], NULL, SPI_OK_DELETE);
+	state_cache_evict(DT_NOBEGIN, DatumGetTimestampTz(values[3]));
 }
