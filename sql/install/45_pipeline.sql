@@ -125,7 +125,6 @@ CREATE TABLE anomstream.join_process (
 	row_index			int NOT NULL,
 	batch_id			bigint NOT NULL
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
-CREATE INDEX join_process_time ON anomstream.join_process (event_time);
 COMMENT ON TABLE anomstream.join_process IS
 	'Join buffer (operator state): non-late process attack rows still within join_bound of the watermark.';
 
@@ -152,7 +151,6 @@ CREATE TABLE anomstream.join_memory (
 	row_index			int NOT NULL,
 	batch_id			bigint NOT NULL
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
-CREATE INDEX join_memory_time ON anomstream.join_memory (event_time);
 COMMENT ON TABLE anomstream.join_memory IS
 	'Join buffer (operator state): non-late memory attack rows still within join_bound of the watermark.';
 
@@ -164,7 +162,6 @@ CREATE TABLE anomstream.window_keys (
 	window_start		timestamptz NOT NULL,
 	PRIMARY KEY (machine, cmd_pid, window_start)
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
-CREATE INDEX window_keys_window ON anomstream.window_keys (window_start, machine);
 COMMENT ON TABLE anomstream.window_keys IS
 	'Window state (operator state): distinct attacking (machine, cmd_pid) per window within new_attack_retention of the oldest open window.';
 

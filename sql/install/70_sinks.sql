@@ -63,8 +63,10 @@ SELECT pg_catalog.pg_extension_config_dump('anomstream.sink_positions', '');
 SELECT pg_catalog.pg_extension_config_dump('anomstream.sink_manifest', '');
 SELECT pg_catalog.pg_extension_config_dump('anomstream.sink_manifest_id_seq', '');
 
--- The detected sink reads detected_attacks by batch id at each roll.
-CREATE INDEX detected_attacks_batch_id ON anomstream.detected_attacks (batch_id);
+-- The detected sink reads detected_attacks by batch id at each roll. Batch ids grow with the
+-- table, so a BRIN index serves the ranges at a fraction of a btree's cost per pair.
+CREATE INDEX detected_attacks_batch_id ON anomstream.detected_attacks USING brin (batch_id)
+	WITH (autosummarize = on);
 
 CREATE FUNCTION anomstream.set_sink(name text, directory text) RETURNS void
 	AS 'MODULE_PATHNAME', 'anomstream_set_sink'

@@ -42,6 +42,7 @@ struct BulkInserter
 	ResultRelInfo *rri;
 	BulkInsertState bistate;
 	CommandId	cid;
+	ItemPointerData *tids;		/* where each row went, or NULL */
 	TupleTableSlot *slots[BULK_GROUP];
 	int			nbuffered;
 	uint64		inserted;
@@ -90,6 +91,8 @@ bulk_flush(BulkInserter *bi)
 	table_multi_insert(bi->rel, bi->slots, bi->nbuffered, bi->cid, 0, bi->bistate);
 	for (int i = 0; i < bi->nbuffered; i++)
 	{
+		if (bi->tids)
+			bi->tids[bi->inserted + i] = bi->slots[i]->tts_tid;
 		if (bi->rri->ri_NumIndices > 0)
 			list_free(ExecInsertIndexTuples(bi->rri, bi->slots[i], bi->estate, false, false,
 											NULL, NIL));
@@ -101,17 +104,33 @@ bulk_flush(BulkInserter *bi)
 }
 
 /*
- * Add one row (values and nulls in the relation's column order).
+ * Record where each row goes: the n-th row inserted gets its TID in tids[n], filled when
+ * its group is written (at the latest by bulk_insert_end).
  */
 void
+bulk_insert_capture_tids(BulkInserter *bi, ItemPointerData *tids)
+{
+	Assert(bi->inserted == 0 && bi->nbuffered == 0);
+	bi->tids = tids;
+}
+
+/*
+ * Add one row (values and nulls in the relation's column order). Returns the tuple formed
+ * from them, valid until the next call or bulk_insert_end.
+ */
+HeapTuple
 bulk_insert_row(BulkInserter *bi, Datum *values, bool *isnull)
 {
 	TupleTableSlot *slot;
+	HeapTuple	tuple;
 
+	if (bi->nbuffered == BULK_GROUP)
+		bulk_flush(bi);
 	if (bi->slots[bi->nbuffered] == NULL)
 		bi->slots[bi->nbuffered] = MakeTupleTableSlot(bi->desc, &TTSOpsHeapTuple);
 	slot = bi->slots[bi->nbuffered];
-	ExecStoreHeapTuple(heap_form_tuple(bi->desc, values, isnull), slot, true);
+	tuple = heap_form_tuple(bi->desc, values, isnull);
+	ExecStoreHeapTuple(tuple, slot, true);
 
 	/*
 	 * The slot also carries the values it was formed from, marked valid, so constraint
@@ -122,8 +141,8 @@ bulk_insert_row(BulkInserter *bi, Datum *values, bool *isnull)
 	slot->tts_nvalid = bi->desc->natts;
 	if (bi->rel->rd_att->constr)
 		ExecConstraints(bi->rri, slot, bi->estate);
-	if (++bi->nbuffered == BULK_GROUP)
-		bulk_flush(bi);
+	bi->nbuffered++;
+	return tuple;
 }
 
 /*

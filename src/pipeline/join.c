@@ -10,8 +10,8 @@
  * batch id, so each batch emits ΔP ⋈ (M_old ∪ ΔM) ∪ P_old ⋈ ΔM: every pair exactly once,
  * in the batch that brought its later row. Eviction: a buffered row r can pair only with a
  * future row x with event_time >= W (anything earlier is late), and |x - r| < join_bound,
- * so once r.event_time + join_bound <= W it is deleted (batched, over the event_time btree,
- * and from the copy with the same limit).
+ * so once r.event_time + join_bound <= W it is deleted (by the TIDs the worker's copy of
+ * the state holds, state_cache.c; the buffers have no index).
  * While a rebuild replays, only pairs whose later row is at or after its `from` are
  * written (rebuild.c): the earlier ones are still in the table.
  *
@@ -228,14 +228,23 @@ join_evict(PipelineRun *run)
 {
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
+	TimestampTz limit;
 
 	if (TIMESTAMP_NOT_FINITE(run->watermark_new) || run->watermark_new == run->watermark_old)
 		return;
-	values[0] = DirectFunctionCall2(timestamptz_mi_interval,
-									TimestampTzGetDatum(run->watermark_new), run->s.join_bound);
-	run->evicted[0] = pl_exec("DELETE FROM anomstream.join_process WHERE event_time <= $1",
-							  1, types, values, NULL, SPI_OK_DELETE);
-	run->evicted[1] = pl_exec("DELETE FROM anomstream.join_memory WHERE event_time <= $1",
-							  1, types, values, NULL, SPI_OK_DELETE);
-	state_cache_evict(DatumGetTimestampTz(values[0]), DT_NOBEGIN);
+	limit = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													TimestampTzGetDatum(run->watermark_new),
+													run->s.join_bound));
+	if (!state_cache_check())
+	{
+		/* no copy (a tick after an error or a rebuild): by a scan */
+		values[0] = TimestampTzGetDatum(limit);
+		run->evicted[0] = pl_exec("DELETE FROM anomstream.join_process WHERE event_time <= $1",
+								  1, types, values, NULL, SPI_OK_DELETE);
+		run->evicted[1] = pl_exec("DELETE FROM anomstream.join_memory WHERE event_time <= $1",
+								  1, types, values, NULL, SPI_OK_DELETE);
+		return;
+	}
+	run->evicted[0] = state_cache_delete_evicted(STATE_JOIN_PROCESS, limit);
+	run->evicted[1] = state_cache_delete_evicted(STATE_JOIN_MEMORY, limit);
 }

@@ -231,6 +231,8 @@ delta_add(DeltaRows *d)
 			: palloc(sizeof(bool *) * d->cap);
 		d->entries = d->entries ? repalloc(d->entries, sizeof(StateEntry *) * d->cap)
 			: palloc(sizeof(StateEntry *) * d->cap);
+		d->rowidx = d->rowidx ? repalloc(d->rowidx, sizeof(int) * d->cap)
+			: palloc(sizeof(int) * d->cap);
 	}
 	d->values[d->n] = palloc(sizeof(Datum) * d->natts);
 	d->nulls[d->n] = palloc(sizeof(bool) * d->natts);
@@ -255,6 +257,7 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 	int		   *jmap;
 	BulkInserter *bi;
 	DeltaRows  *delta = &run->delta[stream];
+	ItemPointerData *tids;
 	int64		lateness_us = (int64) run->s.lateness_ms * 1000;
 
 	if (staged == NULL || staged->nrows == 0)
@@ -302,7 +305,9 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 	jrel = table_openrv(makeRangeVar("anomstream", (char *) jname, -1), RowExclusiveLock);
 	jmap = join_column_map(RelationGetDescr(jrel), staged->desc, jname);
 	delta_init(delta, RelationGetDescr(jrel), jname);
+	tids = palloc(sizeof(ItemPointerData) * staged->nrows);
 	bi = bulk_insert_begin(jrel);
+	bulk_insert_capture_tids(bi, tids);
 	memset(&late, 0, sizeof(late));
 
 	for (int r = 0; r < staged->nrows; r++)
@@ -316,6 +321,8 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 		TimestampTz wm = 0;
 		Datum	   *jvalues;
 		bool	   *jnulls;
+		HeapTuple	tuple;
+		StateEntry *e;
 
 		if (partition < 0 || partition > maxpart || bypart[partition] < 0)
 			elog(ERROR, "anomstream: staged rows of unassigned partition %s/%d",
@@ -392,14 +399,15 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 				jnulls[a] = slot->tts_isnull[jmap[a]];
 			}
 		}
-		bulk_insert_row(bi, jvalues, jnulls);
-		delta->entries[delta->n - 1] =
-			state_cache_entry(DatumGetInt32(jvalues[delta->att_machine]),
+		tuple = bulk_insert_row(bi, jvalues, jnulls);
+		e = state_cache_entry(DatumGetInt32(jvalues[delta->att_machine]),
 							  jvalues[delta->att_cmd_pid], true);
-		state_cache_add_row(stream, delta->entries[delta->n - 1], RelationGetDescr(jrel),
-							jvalues, jnulls, et, run->batch_id);
+		delta->entries[delta->n - 1] = e;
+		delta->rowidx[delta->n - 1] = state_cache_add_row(stream, e, tuple, et, run->batch_id);
 	}
 	run->attack_rows[stream] = (int64) bulk_insert_end(bi);
+	for (int r = 0; r < delta->n; r++)	/* the n-th row inserted is the n-th of the delta */
+		delta->entries[r]->rows[stream].rows[delta->rowidx[r]].tid = tids[r];
 	table_close(jrel, NoLock);
 	late_insert(&late, topic, run->batch_id);
 

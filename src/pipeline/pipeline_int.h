@@ -71,6 +71,7 @@ typedef struct DeltaRows
 	int			att_machine;
 	int			att_cmd_pid;
 	StateEntry **entries;		/* each row's entry in the state copy (state_cache.c) */
+	int		   *rowidx;			/* and its index in the entry's rows of the stream */
 } DeltaRows;
 
 /* One pipeline call */

@@ -6,14 +6,18 @@
  *	  starts of anomstream.window_keys (DESIGN.md §6).
  *
  * The tables are the state; this copy lets join.c and windows.c find a key's rows and
- * windows without an index probe per batch row, so the tables need no index on the key.
+ * windows without an index probe per batch row, and eviction delete rows by their TIDs,
+ * so the join buffers need no index at all and window_keys only its primary key.
  *
  * Invariants: while valid, the copy equals the tables' contents as of the current
- * transaction. Every change the pipeline makes to those tables is made here in the same
- * transaction; a transaction that changed the copy and aborts invalidates it (transaction
- * callback); a rebuild invalidates it; before each micro-batch the copy is checked against
- * the tables' OIDs (DROP/CREATE EXTENSION) and the held_* counters of pipeline_state,
- * written in the same transactions as the tables, and loaded again on any difference.
+ * transaction, TIDs included. Every change the pipeline makes to those tables is made here
+ * in the same transaction; a transaction that changed the copy and aborts invalidates it
+ * (transaction callback); a rebuild invalidates it; before the copy is used in a
+ * transaction the tables are locked and their OIDs and relfilenodes compared with those it
+ * was loaded from (DROP/CREATE EXTENSION, TRUNCATE, VACUUM FULL move rows), and before each
+ * micro-batch its sizes with the held_* counters of pipeline_state (written in the same
+ * transactions as the tables); any difference loads it again. An eviction that deletes
+ * fewer rows than the copy names raises (and so invalidates).
  * A key's window starts are ascending; its rows are in no order. Memory:
  * a context of its own under TopMemoryContext, reset at each load; evicted rows are
  * freed.
@@ -27,7 +31,9 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -41,9 +47,11 @@
 static MemoryContext cache_cxt = NULL;
 static HTAB *cache_keys = NULL;
 static bool cache_valid = false;
+static const char *cache_invalid_why = NULL;	/* for the LOG line of the next load */
 static bool cache_changed_in_xact = false;
 static bool callback_registered = false;
 static Oid	cache_oids[3];		/* join_process, join_memory, window_keys as loaded */
+static Oid	cache_nodes[3];		/* their relfilenodes */
 static int64 cache_counts[3];	/* rows of each */
 
 static uint32
@@ -71,8 +79,11 @@ xact_callback(XactEvent event, void *arg)
 {
 	if (!cache_changed_in_xact)
 		return;
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) && cache_valid)
+	{
 		cache_valid = false;
+		cache_invalid_why = "a transaction that changed it was rolled back";
+	}
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 		cache_changed_in_xact = false;
@@ -85,14 +96,28 @@ changing(void)
 	cache_changed_in_xact = true;
 }
 
-static Oid
-state_table(const char *name)
-{
-	Oid			oid = get_relname_relid(name, get_namespace_oid("anomstream", false));
+static const char *const state_tables[3] = {"join_process", "join_memory", "window_keys"};
 
-	if (!OidIsValid(oid))
-		elog(ERROR, "anomstream: table anomstream.%s is missing", name);
-	return oid;
+/*
+ * Lock the three tables (held to the end of the transaction) and read their OIDs and
+ * relfilenodes.
+ */
+static void
+lock_tables(Oid *oids, Oid *nodes)
+{
+	Oid			nsp = get_namespace_oid("anomstream", false);
+
+	for (int i = 0; i < 3; i++)
+	{
+		Relation	rel;
+
+		oids[i] = get_relname_relid(state_tables[i], nsp);
+		if (!OidIsValid(oids[i]))
+			elog(ERROR, "anomstream: table anomstream.%s is missing", state_tables[i]);
+		rel = table_open(oids[i], RowExclusiveLock);
+		nodes[i] = rel->rd_node.relNode;
+		table_close(rel, NoLock);
+	}
 }
 
 /*
@@ -122,8 +147,9 @@ state_cache_entry(int32 machine, Datum cmd_pid, bool create)
 	return e;
 }
 
-static void
-add_row(StateEntry *e, int stream, TimestampTz et, int64 batch_id, HeapTuple tuple)
+static int
+add_row(StateEntry *e, int stream, TimestampTz et, int64 batch_id, HeapTuple tuple,
+		const ItemPointerData *tid)
 {
 	StateRows  *r = &e->rows[stream];
 
@@ -136,8 +162,12 @@ add_row(StateEntry *e, int stream, TimestampTz et, int64 batch_id, HeapTuple tup
 	r->rows[r->n].event_time = et;
 	r->rows[r->n].batch_id = batch_id;
 	r->rows[r->n].tuple = tuple;
-	r->n++;
+	if (tid)
+		r->rows[r->n].tid = *tid;
+	else
+		ItemPointerSetInvalid(&r->rows[r->n].tid);
 	cache_counts[stream]++;
+	return r->n++;
 }
 
 /*
@@ -153,7 +183,7 @@ state_cache_ws_lower(const StateEntry *e, TimestampTz ws)
 	{
 		int			mid = (lo + hi) / 2;
 
-		if (e->ws[mid] < ws)
+		if (e->ws[mid].ws < ws)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -161,24 +191,29 @@ state_cache_ws_lower(const StateEntry *e, TimestampTz ws)
 	return lo;
 }
 
-static bool
-add_ws(StateEntry *e, TimestampTz ws)
+/* Returns the index of the new start, -1 if it was there */
+static int
+add_ws(StateEntry *e, TimestampTz ws, const ItemPointerData *tid)
 {
 	int			i = state_cache_ws_lower(e, ws);
 
-	if (i < e->nws && e->ws[i] == ws)
-		return false;
+	if (i < e->nws && e->ws[i].ws == ws)
+		return -1;
 	if (e->nws == e->capws)
 	{
 		e->capws = e->capws ? e->capws * 2 : 4;
-		e->ws = e->ws ? repalloc(e->ws, sizeof(TimestampTz) * e->capws)
-			: MemoryContextAlloc(cache_cxt, sizeof(TimestampTz) * e->capws);
+		e->ws = e->ws ? repalloc(e->ws, sizeof(StateWs) * e->capws)
+			: MemoryContextAlloc(cache_cxt, sizeof(StateWs) * e->capws);
 	}
-	memmove(&e->ws[i + 1], &e->ws[i], sizeof(TimestampTz) * (e->nws - i));
-	e->ws[i] = ws;
+	memmove(&e->ws[i + 1], &e->ws[i], sizeof(StateWs) * (e->nws - i));
+	e->ws[i].ws = ws;
+	if (tid)
+		e->ws[i].tid = *tid;
+	else
+		ItemPointerSetInvalid(&e->ws[i].tid);
 	e->nws++;
-	cache_counts[2]++;
-	return true;
+	cache_counts[STATE_WINDOW_KEYS]++;
+	return i;
 }
 
 /* Read one table into the copy */
@@ -205,12 +240,13 @@ load_table(int which, Oid relid)
 			att_machine = a + 1;
 		else if (strcmp(name, "cmd_pid") == 0)
 			att_cmd_pid = a + 1;
-		else if (strcmp(name, which == 2 ? "window_start" : "event_time") == 0)
+		else if (strcmp(name, which == STATE_WINDOW_KEYS ? "window_start" : "event_time") == 0)
 			att_time = a + 1;
 		else if (strcmp(name, "batch_id") == 0)
 			att_batch = a + 1;
 	}
-	if (att_machine < 0 || att_cmd_pid < 0 || att_time < 0 || (which < 2 && att_batch < 0))
+	if (att_machine < 0 || att_cmd_pid < 0 || att_time < 0 ||
+		(which != STATE_WINDOW_KEYS && att_batch < 0))
 		elog(ERROR, "anomstream: %s lacks a column of the pipeline's state", RelationGetRelationName(rel));
 
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
@@ -226,8 +262,8 @@ load_table(int which, Oid relid)
 		if (n1 || n2 || n3)
 			elog(ERROR, "anomstream: %s holds a row without its key", RelationGetRelationName(rel));
 		e = state_cache_entry(DatumGetInt32(machine), cmd_pid, true);
-		if (which == 2)
-			add_ws(e, DatumGetTimestampTz(t));
+		if (which == STATE_WINDOW_KEYS)
+			add_ws(e, DatumGetTimestampTz(t), &slot->tts_tid);
 		else
 		{
 			MemoryContext old = MemoryContextSwitchTo(cache_cxt);
@@ -235,7 +271,7 @@ load_table(int which, Oid relid)
 
 			MemoryContextSwitchTo(old);
 			add_row(e, which, DatumGetTimestampTz(t),
-					DatumGetInt64(slot_getattr(slot, att_batch, &n1)), tuple);
+					DatumGetInt64(slot_getattr(slot, att_batch, &n1)), tuple, &slot->tts_tid);
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
@@ -248,7 +284,7 @@ load_table(int which, Oid relid)
  * Read the three tables into a fresh copy.
  */
 static void
-load(const Oid *oids)
+load(const Oid *oids, const Oid *nodes)
 {
 	HASHCTL		ctl;
 
@@ -275,113 +311,159 @@ load(const Oid *oids)
 	{
 		load_table(i, oids[i]);
 		cache_oids[i] = oids[i];
+		cache_nodes[i] = nodes[i];
 	}
 	cache_valid = true;
 }
 
 /*
+ * Lock the tables and tell whether the copy is valid for them (invalidating it if they
+ * were replaced or rewritten since it was loaded).
+ */
+bool
+state_cache_check(void)
+{
+	Oid			oids[3],
+				nodes[3];
+
+	lock_tables(oids, nodes);
+	if (cache_valid &&
+		(memcmp(oids, cache_oids, sizeof(oids)) != 0 ||
+		 memcmp(nodes, cache_nodes, sizeof(nodes)) != 0))
+	{
+		cache_valid = false;
+		cache_invalid_why = "the tables were replaced or rewritten";
+	}
+	return cache_valid;
+}
+
+/*
  * Before a micro-batch: make sure the copy is valid and equals the tables, whose held_*
- * counters are held[3] (join_process, join_memory, window_keys). Returns true if it was
- * loaded.
+ * counters are held[3]. Returns true if it was loaded.
  */
 bool
 state_cache_prepare(const int64 *held)
 {
-	Oid			oids[3] = {state_table("join_process"), state_table("join_memory"),
-	state_table("window_keys")};
+	Oid			oids[3],
+				nodes[3];
 
-	if (cache_valid &&
-		memcmp(oids, cache_oids, sizeof(oids)) == 0 &&
-		memcmp(held, cache_counts, sizeof(cache_counts)) == 0)
+	if (state_cache_check() && memcmp(held, cache_counts, sizeof(cache_counts)) == 0)
 		return false;
-	load(oids);
+	if (cache_valid)
+		cache_invalid_why = "its sizes differ from the held_* counters of pipeline_state";
+	lock_tables(oids, nodes);
+	load(oids, nodes);
+	if (cache_invalid_why != NULL)
+		ereport(LOG,
+				(errmsg("anomstream: the copy of the pipeline state was loaded again: %s",
+						cache_invalid_why),
+				 errdetail("%lld join rows, %lld window keys.",
+						   (long long) (cache_counts[0] + cache_counts[1]),
+						   (long long) cache_counts[2])));
+	cache_invalid_why = NULL;
 	return true;
-}
-
-bool
-state_cache_is_valid(void)
-{
-	return cache_valid;
 }
 
 /* Drop the copy (a rebuild rewrote the state); the next batch loads it again */
 void
 state_cache_invalidate(void)
 {
+	if (cache_valid)
+		cache_invalid_why = "a rebuild rewrote the state";
 	cache_valid = false;
 }
 
 /*
- * Add a row of the batch to stream's rows (values and nulls in the buffer's descriptor).
+ * Add a row of the batch to stream's rows: a copy of tuple (in the buffer's descriptor).
+ * Returns its index in e->rows[stream], where the caller sets its TID once known.
  */
-void
-state_cache_add_row(int stream, StateEntry *e, TupleDesc desc, Datum *values, bool *nulls,
-					TimestampTz et, int64 batch_id)
+int
+state_cache_add_row(int stream, StateEntry *e, HeapTuple tuple, TimestampTz et, int64 batch_id)
 {
 	MemoryContext old;
-	HeapTuple	tuple;
+	HeapTuple	copy;
 
 	Assert(cache_valid);
 	changing();
 	old = MemoryContextSwitchTo(cache_cxt);
-	tuple = heap_form_tuple(desc, values, nulls);
+	copy = heap_copytuple(tuple);
 	MemoryContextSwitchTo(old);
-	add_row(e, stream, et, batch_id, tuple);
+	return add_row(e, stream, et, batch_id, copy, NULL);
 }
 
 /*
- * Add a window start to an entry; false if it was there.
+ * Add a window start to an entry; -1 if it was there, else its index (valid until the
+ * next start is added to the entry). The caller sets its TID once known.
  */
-bool
+int
 state_cache_add_ws(StateEntry *e, TimestampTz ws)
 {
 	Assert(cache_valid);
 	changing();
-	return add_ws(e, ws);
+	return add_ws(e, ws, NULL);
 }
 
 /*
- * Evict: join rows with event_time <= row_limit, window starts < ws_limit (either may be
- * DT_NOBEGIN: nothing). Entries left empty are removed. Returns nothing: the counts
- * follow the tables' DELETEs, which use the same limits.
+ * Evict from the copy of one table: join rows with event_time <= limit, or window starts
+ * < limit. Returns the evicted rows' TIDs (*n of them), for the caller to delete from the
+ * table in the same transaction. Entries left empty are removed.
  */
-void
-state_cache_evict(TimestampTz row_limit, TimestampTz ws_limit)
+ItemPointerData *
+state_cache_evict(int table, TimestampTz limit, int *n)
 {
 	HASH_SEQ_STATUS st;
 	StateEntry *e;
+	int			cap = 64;
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * cap);
 
-	if (!cache_valid)
-		return;
+	Assert(cache_valid);
 	changing();
+	*n = 0;
 	hash_seq_init(&st, cache_keys);
 	while ((e = hash_seq_search(&st)) != NULL)
 	{
-		for (int s = 0; s < 2; s++)
+		int			k = 0;
+		int			drop = 0;
+
+		if (table == STATE_WINDOW_KEYS)
 		{
-			StateRows  *r = &e->rows[s];
-			int			k = 0;
+			if (e->nws > 0 && e->ws[0].ws < limit)
+				drop = state_cache_ws_lower(e, limit);
+		}
+		else
+			for (int i = 0; i < e->rows[table].n; i++)
+				drop += e->rows[table].rows[i].event_time <= limit;
+		if (drop == 0)
+			continue;
+		if (*n + drop > cap)
+		{
+			cap = Max(cap * 2, *n + drop);
+			tids = repalloc(tids, sizeof(ItemPointerData) * cap);
+		}
+		if (table == STATE_WINDOW_KEYS)
+		{
+			for (int i = 0; i < drop; i++)
+				tids[(*n)++] = e->ws[i].tid;
+			memmove(e->ws, &e->ws[drop], sizeof(StateWs) * (e->nws - drop));
+			e->nws -= drop;
+		}
+		else
+		{
+			StateRows  *r = &e->rows[table];
 
 			for (int i = 0; i < r->n; i++)
 			{
-				if (r->rows[i].event_time <= row_limit)
+				if (r->rows[i].event_time <= limit)
 				{
+					tids[(*n)++] = r->rows[i].tid;
 					heap_freetuple(r->rows[i].tuple);
-					cache_counts[s]--;
 				}
 				else
 					r->rows[k++] = r->rows[i];
 			}
 			r->n = k;
 		}
-		if (e->nws > 0 && e->ws[0] < ws_limit)
-		{
-			int			i = state_cache_ws_lower(e, ws_limit);
-
-			memmove(e->ws, &e->ws[i], sizeof(TimestampTz) * (e->nws - i));
-			e->nws -= i;
-			cache_counts[2] -= i;
-		}
+		cache_counts[table] -= drop;
 		if (e->rows[0].n == 0 && e->rows[1].n == 0 && e->nws == 0)
 		{
 			char	   *data = (char *) e->key.data;
@@ -396,4 +478,45 @@ state_cache_evict(TimestampTz row_limit, TimestampTz ws_limit)
 			pfree(data);
 		}
 	}
+	return tids;
+}
+
+/*
+ * Evict from one table and its copy (see state_cache_evict) and delete the evicted rows
+ * by TID. Returns the rows deleted; raises if the table did not hold each of them.
+ */
+int64
+state_cache_delete_evicted(int table, TimestampTz limit)
+{
+	static const char *const sql[3] = {
+		"DELETE FROM anomstream.join_process WHERE ctid = ANY($1)",
+		"DELETE FROM anomstream.join_memory WHERE ctid = ANY($1)",
+		"DELETE FROM anomstream.window_keys WHERE ctid = ANY($1)"
+	};
+	int			n;
+	ItemPointerData *tids = state_cache_evict(table, limit, &n);
+	Datum	   *d;
+	Oid			types[1] = {TIDARRAYOID};
+	Datum		values[1];
+	uint64		deleted;
+
+	if (n == 0)
+		return 0;
+	d = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		if (!ItemPointerIsValid(&tids[i]))
+			elog(ERROR, "anomstream: a row of the copy of anomstream.%s has no TID",
+				 state_tables[table]);
+		d[i] = PointerGetDatum(&tids[i]);
+	}
+	values[0] = pl_array(d, NULL, n, TIDOID);
+	deleted = pl_exec(sql[table], 1, types, values, NULL, SPI_OK_DELETE);
+	if (deleted != (uint64) n)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("anomstream: the worker's copy of anomstream.%s named %d rows to evict, the table held %llu of them",
+						state_tables[table], n, (unsigned long long) deleted),
+				 errdetail("The copy is loaded again from the table and the micro-batch retried.")));
+	return (int64) deleted;
 }

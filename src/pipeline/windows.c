@@ -26,10 +26,13 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "access/table.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
 
+#include "ingest/bulk_insert.h"
 #include "pipeline/pipeline_int.h"
 
 /* A key the batch added, or an older key that stopped being new */
@@ -57,6 +60,51 @@ window_origin(void)
 }
 
 /*
+ * Write the keys the batch added to window_keys (bulk insert; its primary key still
+ * refuses a key the copy wrongly took for new) and give the copy their TIDs.
+ */
+static void
+insert_keys(const KeyRef *added, int n)
+{
+	Relation	rel = table_openrv(makeRangeVar("anomstream", "window_keys", -1), RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	int			att[3] = {-1, -1, -1};
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * n);
+	BulkInserter *bi;
+
+	for (int a = 0; a < desc->natts; a++)
+	{
+		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
+
+		nulls[a] = true;
+		if (TupleDescAttr(desc, a)->attisdropped)
+			continue;
+		att[0] = strcmp(name, "machine") == 0 ? a : att[0];
+		att[1] = strcmp(name, "cmd_pid") == 0 ? a : att[1];
+		att[2] = strcmp(name, "window_start") == 0 ? a : att[2];
+	}
+	if (att[0] < 0 || att[1] < 0 || att[2] < 0)
+		elog(ERROR, "anomstream: anomstream.window_keys lacks machine, cmd_pid or window_start");
+	nulls[att[0]] = nulls[att[1]] = nulls[att[2]] = false;
+	bi = bulk_insert_begin(rel);
+	bulk_insert_capture_tids(bi, tids);
+	for (int i = 0; i < n; i++)
+	{
+		values[att[0]] = Int32GetDatum(added[i].e->key.machine);
+		values[att[1]] = PointerGetDatum(cstring_to_text_with_len(added[i].e->key.data,
+																  added[i].e->key.len));
+		values[att[2]] = TimestampTzGetDatum(added[i].ws);
+		bulk_insert_row(bi, values, nulls);
+	}
+	bulk_insert_end(bi);
+	table_close(rel, NoLock);
+	for (int i = 0; i < n; i++)
+		added[i].e->ws[state_cache_ws_lower(added[i].e, added[i].ws)].tid = tids[i];
+}
+
+/*
  * Insert the batch's window keys and apply what the new ones change.
  *
  * Only the keys that were not there yet (set A) change a result: each adds 1 to attacks of
@@ -79,10 +127,7 @@ windows_update(PipelineRun *run)
 	int			nadded = 0,
 				nflips = 0,
 				nd = 0;
-	Datum	   *k_machine,
-			   *k_cmd_pid,
-			   *k_ws,
-			   *d_machine,
+	Datum	   *d_machine,
 			   *d_ws,
 			   *d_attacks,
 			   *d_new;
@@ -102,7 +147,7 @@ windows_update(PipelineRun *run)
 																	 d->values[r][d->att_event_time],
 																	 origin));
 
-			if (state_cache_add_ws(d->entries[r], ws))
+			if (state_cache_add_ws(d->entries[r], ws) >= 0)
 			{
 				added[nadded].e = d->entries[r];
 				added[nadded].ws = ws;
@@ -115,9 +160,6 @@ windows_update(PipelineRun *run)
 		return;
 	qsort(added, nadded, sizeof(KeyRef), ref_cmp);
 
-	k_machine = palloc(sizeof(Datum) * nadded);
-	k_cmd_pid = palloc(sizeof(Datum) * nadded);
-	k_ws = palloc(sizeof(Datum) * nadded);
 	d_machine = palloc(sizeof(Datum) * nadded * 2);
 	d_ws = palloc(sizeof(Datum) * nadded * 2);
 	d_attacks = palloc(sizeof(Datum) * nadded * 2);
@@ -130,9 +172,6 @@ windows_update(PipelineRun *run)
 		int			at = state_cache_ws_lower(e, ws);
 		bool		is_new = state_cache_ws_lower(e, ws - r_us) == at;
 
-		k_machine[i] = Int32GetDatum(e->key.machine);
-		k_cmd_pid[i] = PointerGetDatum(cstring_to_text_with_len(e->key.data, e->key.len));
-		k_ws[i] = TimestampTzGetDatum(ws);
 		if (ws >= run->gate_windows)
 		{
 			d_machine[nd] = Int32GetDatum(e->key.machine);
@@ -142,16 +181,16 @@ windows_update(PipelineRun *run)
 			nd++;
 		}
 		/* the next start of the key, if it is an older key that was new until now */
-		if (at + 1 < e->nws && e->ws[at + 1] <= ws + r_us)
+		if (at + 1 < e->nws && e->ws[at + 1].ws <= ws + r_us)
 		{
-			KeyRef		o = {e, e->ws[at + 1]};
+			KeyRef		o = {e, e->ws[at + 1].ws};
 			bool		older_before = false;
 
 			if (bsearch(&o, added, nadded, sizeof(KeyRef), ref_cmp) != NULL)
 				continue;		/* a key of A: counted above */
-			for (int j = state_cache_ws_lower(e, o.ws - r_us); e->ws[j] < o.ws; j++)
+			for (int j = state_cache_ws_lower(e, o.ws - r_us); e->ws[j].ws < o.ws; j++)
 			{
-				KeyRef		x = {e, e->ws[j]};
+				KeyRef		x = {e, e->ws[j].ws};
 
 				if (bsearch(&x, added, nadded, sizeof(KeyRef), ref_cmp) == NULL)
 				{
@@ -175,34 +214,31 @@ windows_update(PipelineRun *run)
 		nd++;
 	}
 
+	insert_keys(added, nadded);
+	if (nd == 0)
+		return;
 	{
-		Oid			t[8] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID,
-			TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INTERVALOID};
-		Datum		v[8] = {pl_array(k_machine, NULL, nadded, INT4OID),
-			pl_array(k_cmd_pid, NULL, nadded, TEXTOID),
-			pl_array(k_ws, NULL, nadded, TIMESTAMPTZOID),
-			pl_array(d_machine, NULL, nd, INT4OID),
+		Oid			t[5] = {INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+		INTERVALOID};
+		Datum		v[5] = {pl_array(d_machine, NULL, nd, INT4OID),
 			pl_array(d_ws, NULL, nd, TIMESTAMPTZOID),
 			pl_array(d_attacks, NULL, nd, INT4OID),
 			pl_array(d_new, NULL, nd, INT4OID),
 		run->s.window};
 
 		run->windows_changed =
-			pl_exec("WITH k AS ("
-					" INSERT INTO anomstream.window_keys (machine, cmd_pid, window_start)"
-					" SELECT * FROM unnest($1, $2, $3)"
-					"), s AS ("
+			pl_exec("WITH s AS ("
 					" SELECT machine, ws, sum(a) AS attacks, sum(n) AS new_attacks"
-					" FROM unnest($4, $5, $6, $7) AS d(machine, ws, a, n) GROUP BY machine, ws"
+					" FROM unnest($1, $2, $3, $4) AS d(machine, ws, a, n) GROUP BY machine, ws"
 					")"
 					" INSERT INTO anomstream.potential_attacks AS pa"
 					"   (window_start, window_end, machine, attacks, new_attacks)"
-					" SELECT ws, ws + $8, machine, attacks, new_attacks FROM s"
+					" SELECT ws, ws + $5, machine, attacks, new_attacks FROM s"
 					" WHERE attacks <> 0 OR new_attacks <> 0"
 					" ON CONFLICT (window_start, machine) DO UPDATE"
 					"   SET attacks = pa.attacks + excluded.attacks,"
 					"       new_attacks = pa.new_attacks + excluded.new_attacks",
-					8, t, v, NULL, SPI_OK_INSERT);
+					5, t, v, NULL, SPI_OK_INSERT);
 	}
 }
 
@@ -230,8 +266,11 @@ windows_advance(PipelineRun *run)
 		pl_exec("UPDATE anomstream.potential_attacks SET closed = true"
 				" WHERE window_start > $1 - $3 AND window_start <= $2 - $3 AND NOT closed",
 				3, types, values, NULL, SPI_OK_UPDATE);
-	run->evicted[2] =
-		pl_exec("DELETE FROM anomstream.window_keys WHERE window_start < $1",
-				1, &types[3], &values[3], NULL, SPI_OK_DELETE);
-	state_cache_evict(DT_NOBEGIN, DatumGetTimestampTz(values[3]));
+	if (state_cache_check())
+		run->evicted[2] = state_cache_delete_evicted(STATE_WINDOW_KEYS,
+													 DatumGetTimestampTz(values[3]));
+	else						/* no copy (a tick after an error or a rebuild): by a scan */
+		run->evicted[2] =
+			pl_exec("DELETE FROM anomstream.window_keys WHERE window_start < $1",
+					1, &types[3], &values[3], NULL, SPI_OK_DELETE);
 }
