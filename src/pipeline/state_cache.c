@@ -9,6 +9,11 @@
  * windows without an index probe per batch row, and eviction delete rows by their TIDs,
  * so the join buffers need no index at all and window_keys only its primary key.
  *
+ * Eviction is proportional to what it evicts, not to the state: per table, a binary min-heap
+ * holds one (time, entry) item per row or window start; eviction pops the items at or
+ * before its limit and trims those entries (an entry is freed once it is empty and no item
+ * names it).
+ *
  * Invariants: while valid, the copy equals the tables' contents as of the current
  * transaction, TIDs included. Every change the pipeline makes to those tables is made here
  * in the same transaction; a transaction that changed the copy and aborts invalidates it
@@ -53,6 +58,70 @@ static bool callback_registered = false;
 static Oid	cache_oids[3];		/* join_process, join_memory, window_keys as loaded */
 static Oid	cache_nodes[3];		/* their relfilenodes */
 static int64 cache_counts[3];	/* rows of each */
+
+/* Eviction heaps, one per table: items ordered by time */
+typedef struct HeapItem
+{
+	TimestampTz t;
+	StateEntry *e;
+} HeapItem;
+
+typedef struct TimeHeap
+{
+	int			n;
+	int			cap;
+	HeapItem   *items;
+} TimeHeap;
+
+static TimeHeap heaps[3];
+
+static void
+heap_push(TimeHeap *h, TimestampTz t, StateEntry *e)
+{
+	int			i;
+
+	if (h->n == h->cap)
+	{
+		h->cap = h->cap ? h->cap * 2 : 1024;
+		h->items = h->items ? repalloc_huge(h->items, sizeof(HeapItem) * h->cap)
+			: MemoryContextAllocHuge(cache_cxt, sizeof(HeapItem) * h->cap);
+	}
+	i = h->n++;
+	while (i > 0 && h->items[(i - 1) / 2].t > t)
+	{
+		h->items[i] = h->items[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h->items[i].t = t;
+	h->items[i].e = e;
+	e->refs++;
+}
+
+static HeapItem
+heap_pop(TimeHeap *h)
+{
+	HeapItem	top = h->items[0];
+	HeapItem	last = h->items[--h->n];
+	int			i = 0;
+
+	for (;;)
+	{
+		int			c = 2 * i + 1;
+
+		if (c >= h->n)
+			break;
+		if (c + 1 < h->n && h->items[c + 1].t < h->items[c].t)
+			c++;
+		if (last.t <= h->items[c].t)
+			break;
+		h->items[i] = h->items[c];
+		i = c;
+	}
+	if (h->n > 0)
+		h->items[i] = last;
+	top.e->refs--;
+	return top;
+}
 
 static uint32
 key_hash(const void *key, Size keysize)
@@ -167,6 +236,7 @@ add_row(StateEntry *e, int stream, TimestampTz et, int64 batch_id, HeapTuple tup
 	else
 		ItemPointerSetInvalid(&r->rows[r->n].tid);
 	cache_counts[stream]++;
+	heap_push(&heaps[stream], et, e);
 	return r->n++;
 }
 
@@ -213,6 +283,7 @@ add_ws(StateEntry *e, TimestampTz ws, const ItemPointerData *tid)
 		ItemPointerSetInvalid(&e->ws[i].tid);
 	e->nws++;
 	cache_counts[STATE_WINDOW_KEYS]++;
+	heap_push(&heaps[STATE_WINDOW_KEYS], ws, e);
 	return i;
 }
 
@@ -307,6 +378,7 @@ load(const Oid *oids, const Oid *nodes)
 	cache_keys = hash_create("anomstream pipeline state keys", 1024, &ctl,
 							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	memset(cache_counts, 0, sizeof(cache_counts));
+	memset(heaps, 0, sizeof(heaps));	/* their items went with the context */
 	for (int i = 0; i < 3; i++)
 	{
 		load_table(i, oids[i]);
@@ -406,39 +478,34 @@ state_cache_add_ws(StateEntry *e, TimestampTz ws)
 /*
  * Evict from the copy of one table: join rows with event_time <= limit, or window starts
  * < limit. Returns the evicted rows' TIDs (*n of them), for the caller to delete from the
- * table in the same transaction. Entries left empty are removed.
+ * table in the same transaction. Entries left empty are freed.
  */
 ItemPointerData *
 state_cache_evict(int table, TimestampTz limit, int *n)
 {
-	HASH_SEQ_STATUS st;
-	StateEntry *e;
+	TimeHeap   *h = &heaps[table];
 	int			cap = 64;
 	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * cap);
 
 	Assert(cache_valid);
 	changing();
 	*n = 0;
-	hash_seq_init(&st, cache_keys);
-	while ((e = hash_seq_search(&st)) != NULL)
+	while (h->n > 0 &&
+		   (table == STATE_WINDOW_KEYS ? h->items[0].t < limit : h->items[0].t <= limit))
 	{
-		int			k = 0;
+		StateEntry *e = heap_pop(h).e;
 		int			drop = 0;
 
+		/* this item's row, and any other of the entry within the limit, go now */
 		if (table == STATE_WINDOW_KEYS)
-		{
-			if (e->nws > 0 && e->ws[0].ws < limit)
-				drop = state_cache_ws_lower(e, limit);
-		}
+			drop = state_cache_ws_lower(e, limit);
 		else
 			for (int i = 0; i < e->rows[table].n; i++)
 				drop += e->rows[table].rows[i].event_time <= limit;
-		if (drop == 0)
-			continue;
 		if (*n + drop > cap)
 		{
 			cap = Max(cap * 2, *n + drop);
-			tids = repalloc(tids, sizeof(ItemPointerData) * cap);
+			tids = repalloc_huge(tids, sizeof(ItemPointerData) * cap);
 		}
 		if (table == STATE_WINDOW_KEYS)
 		{
@@ -447,9 +514,10 @@ state_cache_evict(int table, TimestampTz limit, int *n)
 			memmove(e->ws, &e->ws[drop], sizeof(StateWs) * (e->nws - drop));
 			e->nws -= drop;
 		}
-		else
+		else if (drop > 0)
 		{
 			StateRows  *r = &e->rows[table];
+			int			k = 0;
 
 			for (int i = 0; i < r->n; i++)
 			{
@@ -464,7 +532,7 @@ state_cache_evict(int table, TimestampTz limit, int *n)
 			r->n = k;
 		}
 		cache_counts[table] -= drop;
-		if (e->rows[0].n == 0 && e->rows[1].n == 0 && e->nws == 0)
+		if (e->refs == 0 && e->rows[0].n == 0 && e->rows[1].n == 0 && e->nws == 0)
 		{
 			char	   *data = (char *) e->key.data;
 

@@ -53,6 +53,7 @@ typedef struct StateEntry
 	int			nws;
 	int			capws;
 	StateWs    *ws;				/* window starts in window_keys, ascending */
+	int			refs;			/* eviction heap items naming this entry */
 } StateEntry;
 
 /* The state tables, in the order of the held_* counters */

@@ -59,10 +59,17 @@ sub produce
 
 load_log($node, produce(60, 1));
 ok(wait_ingested($node), 'first stretch arrived');
+$node->poll_query_until('postgres',
+	"SELECT bool_and(idle) FROM anomstream.pipeline_partitions") or die 'not idle';
 my $held = sql('SELECT held_process + held_memory, held_keys FROM anomstream.pipeline_state');
 my ($rows, $keys) = split /\|/, $held;
 cmp_ok($rows, '>', 0, "the join buffers hold rows ($rows)");
 cmp_ok($keys, '>', 0, "window_keys holds keys ($keys)");
+is(sql(q{SELECT (SELECT sum(attack_rows) FROM anomstream.pipeline_batches)
+	  > (SELECT held_process + held_memory FROM anomstream.pipeline_state)}),
+	't', 'join rows were evicted along the way');
+unlike(slurp_file($node->logfile), qr/copy of the pipeline state was loaded again/,
+	'plain streaming never finds the copy different from the tables');
 
 # (a) every row of the state moves
 my $nodes_before = sql(q{SELECT string_agg(relfilenode::text, ',' ORDER BY relname) FROM pg_class
