@@ -7,8 +7,9 @@
  * pipeline_process_batch() runs inside the worker's micro-batch transaction, after the
  * staging rows were inserted and before the positions move; it reads the batch's rows from
  * the slots staging left in memory, never from staging:
- *	 settings check → load W and partition state → per stream: late rows and join buffers
- *	 (late.c) → pairs (join.c) → window keys and potential_attacks (windows.c) → new W_p and
+ *	 settings check → load W and partition state → check or load the worker's copy of the
+ *	 operator state (state_cache.c) → per stream: late rows and join buffers (late.c) → pairs
+ *	 (join.c) → window keys and potential_attacks (windows.c) → new W_p and
  *	 idleness → W → close windows → evict state → batch record → NOTIFY.
  * pipeline_tick() runs the W part alone when no message arrived, so idle partitions stop
  * holding W and windows close without data.
