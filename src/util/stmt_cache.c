@@ -8,9 +8,10 @@
  * per distinct (statement text, argument types), so each is parsed once per process and
  * then only executed. PostgreSQL's plan cache revalidates saved plans when the objects they
  * use change (DDL, ANALYZE) or search_path differs, so a cached plan never runs against a
- * changed schema. It does not replan when a table merely grows: a plan made while a join
- * buffer was empty (first batches, after a rebuild) would keep probing the wrong index as
- * the buffer fills, until autovacuum's ANALYZE. So a plan older than STMT_REPLAN_MS (by
+ * changed schema. It does not replan when a table merely grows: a plan made while a state
+ * table was empty (first batches, after a rebuild) could keep a shape that no longer fits
+ * as the table fills, until autovacuum's ANALYZE (seen with the join statement when it was
+ * SQL: it probed the wrong index). So a plan older than STMT_REPLAN_MS (by
  * transaction start) is prepared again, for the tables' current sizes: a re-plan per
  * statement per second at most.
  *
