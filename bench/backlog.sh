@@ -3,15 +3,18 @@
 # The measuring functions need PSQL (array: psql with connection options), ROWS, BOOT, OUT
 # and T (test tools) set.
 
-# Generate the rows, start a mock Kafka cluster with topics $1 (4 partitions each) and a
-# server with anomstream preloaded (extra postgresql.conf lines: $2, then $BENCH_CONF, e.g.
-# auto_explain settings), create the extension.
-# Sets BOOT and PSQL; backlog_stop ends both. Needs BIN, OUT, PORT and T.
+# Generate the rows (machines $BACKLOG_MACHINES, default 4-19), start a mock Kafka cluster
+# with topics $1 ($BACKLOG_PARTITIONS partitions each, default 4) and a server with
+# anomstream preloaded (extra postgresql.conf lines: $2, then $BENCH_CONF, e.g. auto_explain
+# settings), create the extension.
+# Sets BOOT and PSQL; backlog_stop ends both. Needs BIN, OUT, PORT and T. The broker writes
+# to a file, never to the caller's stdout (a $(...) around a caller would wait for it).
 backlog_start() {
-	"$T/anomstream-generate" --stream process --rows 20000 --machines 4-19 --seed 7 -o "$OUT/p.csv"
-	"$T/anomstream-generate" --stream memory --rows 20000 --machines 4-19 --seed 7 -o "$OUT/m.csv"
-	"$T/anomstream-mockbroker" --no-stdin --partitions 4 --topics "$1" \
-		--bootstrap-file "$OUT/boot" --pidfile "$OUT/broker.pid" 2>"$OUT/broker.log" &
+	local machines=${BACKLOG_MACHINES:-4-19}
+	"$T/anomstream-generate" --stream process --rows 20000 --machines "$machines" --seed 7 -o "$OUT/p.csv"
+	"$T/anomstream-generate" --stream memory --rows 20000 --machines "$machines" --seed 7 -o "$OUT/m.csv"
+	"$T/anomstream-mockbroker" --no-stdin --partitions "${BACKLOG_PARTITIONS:-4}" --topics "$1" \
+		--bootstrap-file "$OUT/boot" --pidfile "$OUT/broker.pid" >"$OUT/broker.log" 2>&1 &
 	for _ in $(seq 1 100); do [ -s "$OUT/boot" ] && break; sleep 0.1; done
 	BOOT=$(cat "$OUT/boot")
 	"$BIN/initdb" -D "$OUT/data" -A trust >/dev/null
@@ -38,10 +41,12 @@ CONF
 backlog_stop() {
 	"$BIN/pg_ctl" -D "$OUT/data" -m fast -w stop >/dev/null 2>&1 || true
 	[ -s "$OUT/broker.pid" ] && kill "$(cat "$OUT/broker.pid")" 2>/dev/null || true
+	rm -f "$OUT/broker.pid" "$OUT/boot"
 }
 
-staged() {
-	"${PSQL[@]}" -c "SELECT (SELECT count(*) FROM anomstream.process_events) + (SELECT count(*) FROM anomstream.memory_events)"
+# Rows the pipeline took over so far (cheap, unlike counting staging while it grows)
+taken() {
+	"${PSQL[@]}" -c "SELECT coalesce(sum(rows), 0) FROM anomstream.pipeline_batches"
 }
 
 # CPU seconds (user + system) the worker process used so far
@@ -55,16 +60,16 @@ worker_cpu() {
 consume() {
 	local ptopic=$1 mtopic=$2 before target first cpu0 cpu1 rate
 	cpu0=$(worker_cpu)
-	before=$(staged)
+	before=$(taken)
 	target=$((before + ROWS))
 	first=$("${PSQL[@]}" -c "SELECT coalesce(max(batch_id), 0) FROM anomstream.pipeline_batches")
 	"${PSQL[@]}" -c "ALTER SYSTEM SET anomstream.topics = '$ptopic,$mtopic'" \
 		-c "ALTER SYSTEM SET anomstream.brokers = '$BOOT'" -c "SELECT pg_reload_conf()" >/dev/null
 	for _ in $(seq 1 1200); do
-		[ "$(staged)" -ge "$target" ] && break
+		[ "$(taken)" -ge "$target" ] && break
 		sleep 0.25
 	done
-	[ "$(staged)" -ge "$target" ] || { echo "consumption of $ptopic,$mtopic did not finish" >&2; exit 1; }
+	[ "$(taken)" -ge "$target" ] || { echo "consumption of $ptopic,$mtopic did not finish" >&2; exit 1; }
 	cpu1=$(worker_cpu)
 	rate=$("${PSQL[@]}" -c "
 		WITH b AS (SELECT * FROM anomstream.pipeline_batches WHERE batch_id > $first)

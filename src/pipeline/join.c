@@ -59,16 +59,6 @@ typedef struct PairColumn
 	int			attno;			/* 0-based, in the buffer of the source */
 } PairColumn;
 
-static int
-column_of(TupleDesc desc, const char *name)
-{
-	for (int a = 0; a < desc->natts; a++)
-		if (!TupleDescAttr(desc, a)->attisdropped &&
-			strcmp(NameStr(TupleDescAttr(desc, a)->attname), name) == 0)
-			return a;
-	return -1;
-}
-
 /*
  * Map each column of detected_attacks to its source: "p_x" is column x (else p_x) of the
  * process buffer, "m_x" of the memory buffer, an unprefixed name the buffer that has it.
@@ -92,16 +82,16 @@ pair_columns(TupleDesc ddesc, TupleDesc pdesc, TupleDesc mdesc)
 		else if (strcmp(name, "batch_id") == 0)
 			map[a].source = FROM_BATCH_ID;
 		else if (strncmp(name, "p_", 2) == 0 &&
-				 ((map[a].attno = column_of(pdesc, name + 2)) >= 0 ||
-				  (map[a].attno = column_of(pdesc, name)) >= 0))
+				 ((map[a].attno = pl_column(pdesc, name + 2)) >= 0 ||
+				  (map[a].attno = pl_column(pdesc, name)) >= 0))
 			map[a].source = FROM_PROCESS, src = pdesc;
 		else if (strncmp(name, "m_", 2) == 0 &&
-				 ((map[a].attno = column_of(mdesc, name + 2)) >= 0 ||
-				  (map[a].attno = column_of(mdesc, name)) >= 0))
+				 ((map[a].attno = pl_column(mdesc, name + 2)) >= 0 ||
+				  (map[a].attno = pl_column(mdesc, name)) >= 0))
 			map[a].source = FROM_MEMORY, src = mdesc;
-		else if ((map[a].attno = column_of(pdesc, name)) >= 0)
+		else if ((map[a].attno = pl_column(pdesc, name)) >= 0)
 			map[a].source = FROM_PROCESS, src = pdesc;
-		else if ((map[a].attno = column_of(mdesc, name)) >= 0)
+		else if ((map[a].attno = pl_column(mdesc, name)) >= 0)
 			map[a].source = FROM_MEMORY, src = mdesc;
 		else
 			elog(ERROR, "anomstream: column \"%s\" of detected_attacks has no join buffer column",

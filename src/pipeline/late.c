@@ -97,16 +97,6 @@ typedef struct StagingCols
 	int			row_index;
 } StagingCols;
 
-static int
-attno_of(TupleDesc desc, const char *name)
-{
-	for (int a = 0; a < desc->natts; a++)
-		if (!TupleDescAttr(desc, a)->attisdropped &&
-			strcmp(NameStr(TupleDescAttr(desc, a)->attname), name) == 0)
-			return a;
-	return -1;
-}
-
 static void
 late_add(LateRows *l, const TupleTableSlot *slot, const StagingCols *c, TimestampTz wm,
 		 RowClass cls)
@@ -190,7 +180,7 @@ join_column_map(TupleDesc jdesc, TupleDesc sdesc, const char *jname)
 			map[a] = -2;
 		else if (strcmp(name, "batch_id") == 0)
 			map[a] = -1;
-		else if ((map[a] = attno_of(sdesc, name)) < 0)
+		else if ((map[a] = pl_column(sdesc, name)) < 0)
 			elog(ERROR, "anomstream: join buffer column \"%s\" of %s has no staging column",
 				 name, jname);
 	}
@@ -205,9 +195,9 @@ delta_init(DeltaRows *d, TupleDesc jdesc, const char *jname)
 {
 	memset(d, 0, sizeof(*d));
 	d->natts = jdesc->natts;
-	d->att_event_time = attno_of(jdesc, "event_time");
-	d->att_machine = attno_of(jdesc, "machine");
-	d->att_cmd_pid = attno_of(jdesc, "cmd_pid");
+	d->att_event_time = pl_column(jdesc, "event_time");
+	d->att_machine = pl_column(jdesc, "machine");
+	d->att_cmd_pid = pl_column(jdesc, "cmd_pid");
 	if (d->att_event_time < 0 || d->att_machine < 0 || d->att_cmd_pid < 0 ||
 		TupleDescAttr(jdesc, d->att_event_time)->atttypid != TIMESTAMPTZOID ||
 		TupleDescAttr(jdesc, d->att_machine)->atttypid != INT4OID ||
@@ -288,13 +278,13 @@ late_classify(PipelineRun *run, int stream, const StagedSlots *staged)
 	for (int i = 0; i < nwalk; i++)
 		bypart[walk[i].w->part->partition] = i;
 
-	c.event_time = attno_of(staged->desc, "event_time");
-	c.machine = attno_of(staged->desc, "machine");
-	c.cmd_pid = attno_of(staged->desc, "cmd_pid");
-	c.prediction = attno_of(staged->desc, "prediction");
-	c.partition = attno_of(staged->desc, "kafka_partition");
-	c.offset = attno_of(staged->desc, "kafka_offset");
-	c.row_index = attno_of(staged->desc, "row_index");
+	c.event_time = pl_column(staged->desc, "event_time");
+	c.machine = pl_column(staged->desc, "machine");
+	c.cmd_pid = pl_column(staged->desc, "cmd_pid");
+	c.prediction = pl_column(staged->desc, "prediction");
+	c.partition = pl_column(staged->desc, "kafka_partition");
+	c.offset = pl_column(staged->desc, "kafka_offset");
+	c.row_index = pl_column(staged->desc, "row_index");
 	if (c.event_time < 0 || c.machine < 0 || c.cmd_pid < 0 || c.prediction < 0 ||
 		c.partition < 0 || c.offset < 0 || c.row_index < 0)
 		ereport(ERROR,

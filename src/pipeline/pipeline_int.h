@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "utils/array.h"
 
@@ -113,6 +114,7 @@ extern Datum pl_array(Datum *d, bool *nulls, int n, Oid elemtype);
 extern Datum pl_int4_array(const int32 *v, int n);
 extern Datum pl_int8_array(const int64 *v, int n);
 extern Datum pl_timestamptz_array(const TimestampTz *v, const bool *isnull, int n);
+extern int	pl_column(TupleDesc desc, const char *name);
 
 /* config.c */
 extern bool pipeline_settings_load(PipelineSettings *s, bool raise);

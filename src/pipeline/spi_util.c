@@ -2,7 +2,7 @@
  *
  * spi_util.c
  *	  Small SPI helpers of the pipeline: run a statement checking its result, build
- *	  interval and array parameters.
+ *	  interval and array parameters, find a column by name.
  *
  * Invariants: every statement is set-based over one micro-batch (never one per input row);
  * values returned live in the caller's SPI procedure context.
@@ -101,4 +101,17 @@ pl_timestamptz_array(const TimestampTz *v, const bool *isnull, int n)
 		nulls[i] = isnull[i];
 	}
 	return pl_array(d, nulls, n, TIMESTAMPTZOID);
+}
+
+/*
+ * 0-based number of the live column name of desc, -1 if there is none.
+ */
+int
+pl_column(TupleDesc desc, const char *name)
+{
+	for (int a = 0; a < desc->natts; a++)
+		if (!TupleDescAttr(desc, a)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, a)->attname), name) == 0)
+			return a;
+	return -1;
 }

@@ -296,28 +296,13 @@ load_table(int which, Oid relid)
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	int			att_machine = -1,
-				att_cmd_pid = -1,
-				att_time = -1,
-				att_batch = -1;
+	int			att_machine = pl_column(desc, "machine") + 1;
+	int			att_cmd_pid = pl_column(desc, "cmd_pid") + 1;
+	int			att_time = pl_column(desc, which == STATE_WINDOW_KEYS ? "window_start" : "event_time") + 1;
+	int			att_batch = pl_column(desc, "batch_id") + 1;
 
-	for (int a = 0; a < desc->natts; a++)
-	{
-		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
-
-		if (TupleDescAttr(desc, a)->attisdropped)
-			continue;
-		if (strcmp(name, "machine") == 0)
-			att_machine = a + 1;
-		else if (strcmp(name, "cmd_pid") == 0)
-			att_cmd_pid = a + 1;
-		else if (strcmp(name, which == STATE_WINDOW_KEYS ? "window_start" : "event_time") == 0)
-			att_time = a + 1;
-		else if (strcmp(name, "batch_id") == 0)
-			att_batch = a + 1;
-	}
-	if (att_machine < 0 || att_cmd_pid < 0 || att_time < 0 ||
-		(which != STATE_WINDOW_KEYS && att_batch < 0))
+	if (att_machine == 0 || att_cmd_pid == 0 || att_time == 0 ||
+		(which != STATE_WINDOW_KEYS && att_batch == 0))
 		elog(ERROR, "anomstream: %s lacks a column of the pipeline's state", RelationGetRelationName(rel));
 
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))

@@ -70,21 +70,15 @@ insert_keys(const KeyRef *added, int n)
 	TupleDesc	desc = RelationGetDescr(rel);
 	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
 	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
-	int			att[3] = {-1, -1, -1};
+	int			att[3];
 	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * n);
 	BulkInserter *bi;
 
 	for (int a = 0; a < desc->natts; a++)
-	{
-		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
-
 		nulls[a] = true;
-		if (TupleDescAttr(desc, a)->attisdropped)
-			continue;
-		att[0] = strcmp(name, "machine") == 0 ? a : att[0];
-		att[1] = strcmp(name, "cmd_pid") == 0 ? a : att[1];
-		att[2] = strcmp(name, "window_start") == 0 ? a : att[2];
-	}
+	att[0] = pl_column(desc, "machine");
+	att[1] = pl_column(desc, "cmd_pid");
+	att[2] = pl_column(desc, "window_start");
 	if (att[0] < 0 || att[1] < 0 || att[2] < 0)
 		elog(ERROR, "anomstream: anomstream.window_keys lacks machine, cmd_pid or window_start");
 	nulls[att[0]] = nulls[att[1]] = nulls[att[2]] = false;
