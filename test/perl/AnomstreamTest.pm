@@ -66,7 +66,8 @@ sub broker_cmd
 	local $SIG{PIPE} = 'IGNORE';
 	$b->{h}->pump_nb;
 	my $before = () = $b->{out} =~ /\n/g;
-	print { $b->{in} } "$cmd\n" or die "mock broker gone (cannot send '$cmd'): $!";
+	print { $b->{in} } "$cmd\n"
+	  or die "mock broker gone (cannot send '$cmd'): $!\n" . broker_stderr($b);
 	for (1 .. 100)
 	{
 		$b->{h}->pump_nb;
@@ -78,7 +79,14 @@ sub broker_cmd
 		}
 		usleep(50_000);
 	}
-	die "mock broker did not answer '$cmd'";
+	die "mock broker did not answer '$cmd'\n" . broker_stderr($b);
+}
+
+# What the mock broker wrote on stderr (it says there which signal ended it, and from whom).
+sub broker_stderr
+{
+	my ($b) = @_;
+	return -e $b->{errfile} ? 'broker stderr: ' . PostgreSQL::Test::Utils::slurp_file($b->{errfile}) : '';
 }
 
 sub stop_broker

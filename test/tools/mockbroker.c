@@ -15,8 +15,9 @@
  *  - every command line gets exactly one answer line on stdout, flushed:
  *    "ok", "pong" (for ping) or "error: ..."; nothing else is ever written to
  *    stdout after the bootstrap line (librdkafka logs go to stderr);
- *  - SIGTERM/SIGINT (and stdin EOF/quit) destroy the cluster and the handle
- *    and remove the bootstrap file and pid file this process wrote; exit 0;
+ *  - SIGTERM/SIGINT/SIGHUP (and stdin EOF/quit) destroy the cluster and the
+ *    handle and remove the bootstrap file and pid file this process wrote;
+ *    exit 0; a signal is reported on stderr with the sender's pid and command;
  *  - exit 2 on bad usage, 1 when the cluster or a topic cannot be created.
  *
  * librdkafka's mock cluster keeps only about 5 MB per partition: older
@@ -36,12 +37,44 @@
 #include <librdkafka/rdkafka_mock.h>
 
 static volatile sig_atomic_t got_signal = 0;
+static volatile sig_atomic_t signal_sender = 0;	/* pid that sent it (0: the kernel) */
 static int	replication_factor = 1;	/* for the "topic" command */
 
 static void
-on_signal(int signo)
+on_signal(int signo, siginfo_t *info, void *ctx)
 {
+	(void) ctx;
+	signal_sender = info != NULL ? (sig_atomic_t) info->si_pid : 0;
 	got_signal = signo;
+}
+
+/*
+ * Say on stderr which signal ended the run and who sent it (with its command line while it
+ * still exists): tests log stderr, so a broker that goes away mid-test leaves its cause.
+ */
+static void
+report_signal(void)
+{
+	char		path[64];
+	char		cmd[512];
+	size_t		n = 0;
+	FILE	   *f;
+
+	cmd[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long) signal_sender);
+	if (signal_sender > 0 && (f = fopen(path, "r")) != NULL)
+	{
+		n = fread(cmd, 1, sizeof(cmd) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		cmd[n] = '\0';
+	}
+	fprintf(stderr, "anomstream-mockbroker: exiting on signal %d (%s) from pid %ld%s%s%s\n",
+			(int) got_signal, strsignal((int) got_signal), (long) signal_sender,
+			n > 0 ? " (" : "", cmd, n > 0 ? ")" : "");
+	fflush(stderr);
 }
 
 static void
@@ -318,7 +351,8 @@ main(int argc, char **argv)
 
 	/* Signals: no SA_RESTART, so a blocking call in the main thread wakes up. */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
+	sa.sa_sigaction = on_signal;
+	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -444,6 +478,8 @@ main(int argc, char **argv)
 		}
 	}
 
+	if (got_signal)
+		report_signal();
 	if (bootstrap_file != NULL && rc == 0)
 		unlink(bootstrap_file);
 	if (pidfile != NULL && rc == 0)
